@@ -1,0 +1,142 @@
+//! The OpenAI adapter: OpenAI itself and every vendor that speaks its dialect
+//! (DeepSeek, Moonshot, SiliconFlow, Groq, xAI, Together, OpenRouter, vLLM,
+//! Ollama, ...), reached through the channel's base URL.
+//!
+//! Requests pass through with the model mapped and, on streams,
+//! `stream_options.include_usage` forced on so every stream reports usage.
+//! Responses and stream chunks pass through untouched; usage is read from
+//! them.
+//!
+//! Channel options: `organization`, `project` (OpenAI headers) and
+//! `header.NAME` (any extra header a vendor needs).
+
+use transit_adapter_sdk::prelude::*;
+
+pub struct OpenAi;
+
+const ENDPOINTS: &[&str] = &["chat.completions"];
+
+impl Adapter for OpenAi {
+    type Stream = openai::PassthroughStream;
+
+    fn info() -> AdapterInfo {
+        AdapterInfo::new("openai", env!("CARGO_PKG_VERSION"), ENDPOINTS)
+            .with_description("OpenAI and OpenAI-compatible APIs")
+    }
+
+    fn prepare_request(call: &Call, body: &[u8]) -> Result<UpstreamRequest, AdapterError> {
+        match call.endpoint.as_str() {
+            "chat.completions" => {
+                let url = openai::endpoint_url(&call.channel.base_url, "chat/completions");
+                openai::prepare_chat(call, body, &url)
+            }
+            other => Err(errors::unsupported(format!(
+                "the openai adapter does not serve the {other} endpoint"
+            ))),
+        }
+    }
+
+    fn parse_response(
+        _call: &Call,
+        response: &UpstreamResponse,
+    ) -> Result<Translated, AdapterError> {
+        openai::parse_chat(response)
+    }
+}
+
+export_adapter!(OpenAi);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use transit_adapter_sdk::testing::{call, response, sse_events};
+
+    const REQUEST: &[u8] = include_bytes!("../fixtures/chat_request.json");
+    const RESPONSE: &[u8] = include_bytes!("../fixtures/chat_response.json");
+    const STREAM: &str = include_str!("../fixtures/chat_stream.sse");
+
+    #[test]
+    fn chat_request_goes_to_the_v1_path_with_bearer_auth() {
+        let mut c = call("chat.completions", "gpt-4o-mini-2024-07-18", false);
+        c.channel.base_url = "https://api.openai.com".into();
+        c.channel.options = vec![("organization".into(), "org-1".into())];
+        let req = OpenAi::prepare_request(&c, REQUEST).unwrap();
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.url, "https://api.openai.com/v1/chat/completions");
+        let header = |n: &str| {
+            req.headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("authorization"), Some("Bearer sk-test"));
+        assert_eq!(header("openai-organization"), Some("org-1"));
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(body["model"], "gpt-4o-mini-2024-07-18");
+        assert_eq!(body["messages"][0]["role"], "system");
+        assert!(body.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn stream_requests_force_usage_reporting() {
+        let c = call("chat.completions", "deepseek-chat", true);
+        let req = OpenAi::prepare_request(&c, REQUEST).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn other_endpoints_are_unsupported() {
+        let c = call("audio.speech", "tts-1", false);
+        assert!(matches!(
+            OpenAi::prepare_request(&c, b"{}"),
+            Err(AdapterError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn response_passes_through_with_usage() {
+        let c = call("chat.completions", "m", false);
+        let t = OpenAi::parse_response(&c, &response(200, RESPONSE)).unwrap();
+        assert_eq!(t.body, RESPONSE);
+        let u = t.usage.unwrap();
+        assert_eq!(
+            (u.input_tokens, u.output_tokens, u.cache_read_tokens),
+            (19, 10, 0)
+        );
+    }
+
+    #[test]
+    fn stream_transcript_translates_with_usage() {
+        let mut s = openai::PassthroughStream::new(call("chat.completions", "m", true));
+        let batch = s.push(sse_events(STREAM)).unwrap();
+        assert!(batch.done);
+        let text: String = batch
+            .chunks
+            .iter()
+            .map(|c| serde_json::from_slice::<openai::ChatChunk>(c).unwrap())
+            .filter_map(|c| c.choices.first().and_then(|ch| ch.delta.content.clone()))
+            .collect();
+        assert_eq!(text, "Hello there!");
+        assert_eq!(batch.usage, Some(Usage::tokens(19, 3)));
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        let c = call("chat.completions", "m", false);
+        let err = OpenAi::map_error(
+            &c,
+            &response(
+                401,
+                br#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#,
+            ),
+        );
+        assert!(matches!(err, AdapterError::Auth(_)));
+        let err = OpenAi::map_error(
+            &c,
+            &response(404, br#"{"error":{"message":"The model `x` does not exist","type":"invalid_request_error","code":"model_not_found"}}"#),
+        );
+        assert!(matches!(err, AdapterError::Upstream(e) if e.status == 404 && !e.retryable));
+    }
+}

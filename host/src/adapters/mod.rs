@@ -1,0 +1,276 @@
+//! The adapter runtime: one wasmtime [`Engine`] for the process, adapters
+//! compiled once into pre-linked instances held in a registry, and a fresh
+//! [`wasmtime::Store`] for every request or stream.
+//!
+//! Containment: every call into a guest runs under an epoch deadline (a
+//! ticker thread advances the epoch; a call over budget traps) and a memory
+//! cap (a guest whose allocation fails aborts, which is a trap). A trap fails
+//! only the request that hit it; the store is dropped with it.
+
+mod builtin;
+mod v0_1_0;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{
+    Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
+
+use crate::config::AdapterConfig;
+
+pub use v0_1_0::{
+    AdapterError, AdapterInfo, Call, Channel as ChannelInfo, ChunkBatch, Event, Framing,
+    GuestFailure, Instance, StreamTranslator, Translated, UpstreamRequest, UpstreamResponse, Usage,
+};
+
+/// How long one epoch tick lasts. Deadlines are whole ticks.
+const TICK: Duration = Duration::from_millis(5);
+
+/// WIT versions of `transit:adapter` this host serves.
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];
+
+/// A compiled adapter, ready to instantiate.
+pub struct LoadedAdapter {
+    pub info: AdapterInfo,
+    pub wit_version: &'static str,
+    /// SHA-256 of the component bytes, hex.
+    pub hash: String,
+    pub loaded_at: i64,
+    pub builtin: bool,
+    pre: v0_1_0::Pre,
+    /// Requests and streams currently holding an instance of this version.
+    in_flight: AtomicUsize,
+}
+
+impl LoadedAdapter {
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// The process-wide adapter runtime.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<v0_1_0::GuestState>,
+    registry: ArcSwap<HashMap<String, Arc<LoadedAdapter>>>,
+    limits: AdapterConfig,
+    deadline_ticks: u64,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("adapters", &self.registry.load().keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Build the engine and load the built-in adapters.
+    pub async fn new(
+        limits: &AdapterConfig,
+        cache_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        let engine = build_engine(limits, cache_dir)?;
+        let mut linker = Linker::new(&engine);
+        v0_1_0::add_to_linker(&mut linker)?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), stop_ticker.clone())?;
+        let deadline_ticks = (limits.call_timeout_ms / TICK.as_millis() as u64).max(1);
+        let runtime = Self {
+            engine,
+            linker,
+            registry: ArcSwap::from_pointee(HashMap::new()),
+            limits: limits.clone(),
+            deadline_ticks,
+            stop_ticker,
+        };
+        for (file, bytes) in builtin::ADAPTERS {
+            let adapter = runtime
+                .compile(bytes, true)
+                .await
+                .with_context(|| format!("loading built-in adapter {file}"))?;
+            runtime.install(adapter);
+        }
+        Ok(runtime)
+    }
+
+    /// Validate and compile a component (on a blocking thread: it takes
+    /// tens of milliseconds or more), then smoke-call its `info()`.
+    pub async fn compile(&self, bytes: &[u8], builtin: bool) -> anyhow::Result<LoadedAdapter> {
+        let engine = self.engine.clone();
+        let owned = bytes.to_vec();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
+            .await
+            .context("the compiler thread panicked")?
+            .map_err(anyhow::Error::from)
+            .context("compiling the component")?;
+        let wit_version = wit_version_of(&component, &self.engine)?;
+        let pre = v0_1_0::Pre::new(&self.linker, &component)?;
+        let mut instance =
+            Instance::new(&self.engine, &pre, &self.limits, self.deadline_ticks).await?;
+        let info = instance
+            .info()
+            .await
+            .map_err(|e| anyhow!("the adapter's info() failed: {e}"))?;
+        if info.name.is_empty() {
+            return Err(anyhow!("the adapter's info() returned an empty name"));
+        }
+        Ok(LoadedAdapter {
+            info,
+            wit_version,
+            hash: hex::encode(Sha256::digest(bytes)),
+            loaded_at: crate::store::now(),
+            builtin,
+            pre,
+            in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    /// Make `adapter` the version served under its name. Requests already
+    /// running keep the version they started with.
+    pub fn install(&self, adapter: LoadedAdapter) -> Arc<LoadedAdapter> {
+        let adapter = Arc::new(adapter);
+        let name = adapter.info.name.clone();
+        self.registry.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.insert(name.clone(), adapter.clone());
+            next
+        });
+        tracing::info!(adapter = %name, version = %adapter.info.version, hash = %&adapter.hash[..12], "adapter installed");
+        adapter
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedAdapter>> {
+        self.registry.load().get(name).cloned()
+    }
+
+    pub fn adapters(&self) -> Vec<Arc<LoadedAdapter>> {
+        let mut all: Vec<_> = self.registry.load().values().cloned().collect();
+        all.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        all
+    }
+
+    /// A fresh instance of `adapter` for one request or stream.
+    pub async fn instantiate(&self, adapter: &Arc<LoadedAdapter>) -> anyhow::Result<Lease> {
+        let instance = Instance::new(
+            &self.engine,
+            &adapter.pre,
+            &self.limits,
+            self.deadline_ticks,
+        )
+        .await?;
+        adapter.in_flight.fetch_add(1, Ordering::Relaxed);
+        Ok(Lease {
+            instance,
+            adapter: adapter.clone(),
+        })
+    }
+}
+
+/// An adapter instance held by one request; counts as in flight until dropped.
+pub struct Lease {
+    pub instance: Instance,
+    pub adapter: Arc<LoadedAdapter>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.adapter.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn build_engine(
+    limits: &AdapterConfig,
+    cache_dir: Option<&std::path::Path>,
+) -> anyhow::Result<Engine> {
+    let memory = limits.memory_limit_mib.max(1) * 1024 * 1024;
+    let instances = limits.max_instances.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances)
+        // A Rust wasip2 component is a handful of core instances (the
+        // program plus shims) with one memory and a few tables.
+        .max_core_instances_per_component(32)
+        .total_core_instances(instances.saturating_mul(16))
+        .max_memories_per_component(4)
+        .total_memories(instances.saturating_mul(2))
+        .max_tables_per_component(16)
+        .total_tables(instances.saturating_mul(8))
+        .max_memory_size(memory as usize)
+        // Fiber stacks for guest calls in flight.
+        .total_stacks(instances);
+    let mut config = EngineConfig::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        // Reserve only what the cap allows instead of 4 GiB per memory, so a
+        // large pool stays cheap in address space; bounds checks are explicit.
+        .memory_reservation(memory)
+        .memory_guard_size(64 * 1024)
+        .memory_reservation_for_growth(0)
+        .max_wasm_stack(1024 * 1024)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if let Some(dir) = cache_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the adapter cache {}", dir.display()))?;
+        let mut cache = wasmtime::CacheConfig::new();
+        cache.with_directory(dir);
+        config.cache(Some(wasmtime::Cache::new(cache)?));
+    }
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("creating the WebAssembly engine")
+}
+
+fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("transit-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(TICK);
+                engine.increment_epoch();
+            }
+        })
+        .context("starting the epoch ticker")?;
+    Ok(())
+}
+
+/// The `transit:adapter` version a component exports, if the host serves it.
+fn wit_version_of(component: &Component, engine: &Engine) -> anyhow::Result<&'static str> {
+    let ty = component.component_type();
+    let mut found = Vec::new();
+    for (name, _) in ty.exports(engine) {
+        if let Some(version) = name.strip_prefix("transit:adapter/adapter@") {
+            if let Some(v) = SUPPORTED_WIT_VERSIONS.iter().find(|v| **v == version) {
+                return Ok(v);
+            }
+            found.push(version.to_owned());
+        }
+    }
+    if found.is_empty() {
+        Err(anyhow!(
+            "the component does not export transit:adapter/adapter; build it with transit-adapter-sdk"
+        ))
+    } else {
+        Err(anyhow!(
+            "the component targets transit:adapter@{}, this gateway serves {}",
+            found.join(", "),
+            SUPPORTED_WIT_VERSIONS.join(", ")
+        ))
+    }
+}

@@ -1,0 +1,74 @@
+//! The HTTP surface, assembled in one place.
+//!
+//! Middleware, outermost first:
+//! 1. `SetRequestId`: every request gets an `x-request-id` (a client's is kept).
+//! 2. `TraceLayer`: one span per request, tagged with the request id.
+//! 3. `CatchPanic`: a panic becomes an OpenAI-shaped 500, never a dropped
+//!    connection (none is expected; this is the last line of defence).
+//! 4. `PropagateRequestId`: the id is echoed in the response.
+//!
+//! Bodies are read by the handlers under `body_limit_bytes` (413 in OpenAI's
+//! shape), so axum's own limit is disabled.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::AppState;
+use crate::error::GatewayError;
+use crate::{admin, relay};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/chat/completions", post(relay::chat_completions))
+        .route("/models", get(relay::list_models));
+    Router::new()
+        .nest("/v1", v1)
+        .nest("/admin", admin::routes(state.clone()))
+        .route("/health", get(health))
+        .route("/", get(index))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::disable())
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(CatchPanicLayer::custom(|_| {
+            GatewayError::internal("The gateway hit an unexpected error.").into_response()
+        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req
+                    .headers()
+                    .get(&REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("../../web/index.html"))
+}
+
+async fn not_found(req: axum::extract::Request) -> Response {
+    GatewayError::not_found(format!(
+        "Unknown route: {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+    .with_code("unknown_route")
+    .with_status(StatusCode::NOT_FOUND)
+    .into_response()
+}

@@ -1,0 +1,195 @@
+//! Transit: an AI API gateway. See the README for what it does and how to
+//! run it; [`build_app`] assembles the whole gateway for a configuration,
+//! which is how the binary and the tests start it.
+#![deny(unsafe_code)]
+
+pub mod adapters;
+pub mod admin;
+pub mod auth;
+pub mod billing;
+pub mod channels;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod http;
+pub mod relay;
+pub mod store;
+pub mod telemetry;
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::admin::AdminAuth;
+pub use crate::config::Config;
+use crate::crypto::SecretBox;
+use crate::store::Db;
+
+/// Shared state of one gateway instance. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub db: Db,
+    pub router: Arc<channels::Router>,
+    pub runtime: Arc<adapters::Runtime>,
+    pub http: reqwest::Client,
+    pub secrets: SecretBox,
+    pub admin: AdminAuth,
+    pub recorder: billing::Recorder,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// A built gateway: its router and state, and the admin token if this start
+/// generated one (it is shown once).
+pub struct App {
+    pub router: axum::Router,
+    pub state: AppState,
+    pub generated_admin_token: Option<String>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        for task in &self.background {
+            task.abort();
+        }
+    }
+}
+
+/// Connect to the database, load adapters and channels, and assemble the
+/// HTTP application.
+pub async fn build_app(config: Config) -> anyhow::Result<App> {
+    // Several components may race to install the process-wide crypto
+    // provider; the first wins and that is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let db = Db::connect(&config.database_url()).await?;
+    let secrets = SecretBox::load(config.secret_key.as_ref(), &config.data_dir)?;
+    let (admin, generated_admin_token) = admin_auth(&config, &db).await?;
+
+    let adapter_config = config.adapters.clone();
+    let cache_dir = config.adapter_cache_dir();
+    let runtime = adapters::Runtime::new(&adapter_config, Some(&cache_dir)).await?;
+
+    let router = Arc::new(channels::Router::load(db.clone(), secrets.clone()).await?);
+    let refresher = router.spawn_refresher(Duration::from_millis(
+        config.relay.channel_refresh_ms.max(100),
+    ));
+
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(config.upstream.connect_timeout_secs))
+        .read_timeout(Duration::from_secs(
+            config.upstream.stream_idle_timeout_secs,
+        ))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .user_agent(concat!("transit/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client")?;
+
+    let state = AppState(Arc::new(Inner {
+        recorder: billing::Recorder::new(db.clone()),
+        config,
+        db,
+        router,
+        runtime: Arc::new(runtime),
+        http,
+        secrets,
+        admin,
+    }));
+    Ok(App {
+        router: http::router(state.clone()),
+        state,
+        generated_admin_token,
+        background: vec![refresher],
+    })
+}
+
+/// Resolve how admin requests are authenticated. Without a configured token,
+/// the first instance to start generates one and stores only its digest.
+async fn admin_auth(config: &Config, db: &Db) -> anyhow::Result<(AdminAuth, Option<String>)> {
+    if let Some(token) = &config.admin_token {
+        return Ok((AdminAuth::Configured(token.clone()), None));
+    }
+    const KEY: &str = "admin_token_digest";
+    if let Some(digest) = db.option(KEY).await? {
+        return Ok((AdminAuth::Digest(digest), None));
+    }
+    let token = format!("transit-admin-{}", crypto::random_string(32));
+    let digest = crypto::key_digest(&token);
+    if db.set_option_if_absent(KEY, &digest).await? {
+        return Ok((AdminAuth::Digest(digest), Some(token)));
+    }
+    // Another instance won the race; use its token.
+    let digest = db
+        .option(KEY)
+        .await?
+        .context("the admin token digest disappeared")?;
+    Ok((AdminAuth::Digest(digest), None))
+}
+
+/// Serve until Ctrl-C / SIGTERM, then finish in-flight writes.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let app = build_app(config).await?;
+    if let Some(token) = &app.generated_admin_token {
+        // Printed once, on the terminal only: it is not stored anywhere in clear.
+        println!(
+            "\n  Transit generated an admin token (shown only this once):\n\n    {token}\n\n  Send it as the X-Admin-Token header, or set TRANSIT_ADMIN_TOKEN.\n"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    tracing::info!(address = %listen, "transit listening");
+    let service = app
+        .router
+        .clone()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("shutting down: waiting for usage records to be written");
+    app.state.recorder.flush().await;
+    app.state.db.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

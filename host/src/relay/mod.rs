@@ -1,0 +1,616 @@
+//! The relay: one client call through its phases.
+//!
+//! ```text
+//! auth     token → caller (user, group, allowed models, IP, expiry, quota)
+//! parse    body read under the size cap; JSON, model, messages validated
+//! select   channels serving the model for the group: priority tier, then weight
+//! prepare  adapter.prepare-request → the upstream request (host does the I/O)
+//! send     pooled HTTP client, connect and total timeouts
+//! translate  non-stream: adapter.parse-response
+//!          stream: host frames events → adapter stream-translator → SSE to client
+//! settle   usage → quota; log row and balances written (billing::Recorder)
+//! ```
+//!
+//! A retryable failure before any byte reached the client moves on to the
+//! next channel (at most `relay.max_retries` more). Once the first chunk of
+//! a stream is sent, the call is committed to its channel.
+
+pub mod framing;
+mod stream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::adapters::{self, AdapterError, Call, ChannelInfo, Framing, Lease, UpstreamResponse};
+use crate::auth::{self, Caller};
+use crate::billing;
+use crate::channels::{self, Channel, NoRoute};
+use crate::error::{ErrorKind, GatewayError};
+use crate::store::ConsumeLog;
+
+/// Read a request body under the configured cap.
+pub async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, Bytes), GatewayError> {
+    use http_body_util::BodyExt;
+    let (parts, body) = request.into_parts();
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > limit
+    {
+        return Err(too_large(limit));
+    }
+    let limited = http_body_util::Limited::new(body, limit);
+    match limited.collect().await {
+        Ok(collected) => Ok((parts.headers, collected.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
+        Err(e) => Err(GatewayError::invalid(format!(
+            "reading the request body failed: {e}"
+        ))),
+    }
+}
+
+fn too_large(limit: usize) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::PayloadTooLarge,
+        format!("Request body is larger than the {limit}-byte limit."),
+    )
+    .with_code("request_too_large")
+}
+
+fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// What the relay needs to know of a chat request; the body itself goes to
+/// the adapter as the client sent it.
+#[derive(Debug)]
+struct ChatProbe {
+    model: String,
+    stream: bool,
+    include_usage: bool,
+    /// Bytes of message text, for estimating prompt tokens when the upstream
+    /// reports none.
+    prompt_bytes: usize,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+fn probe_chat(body: &[u8]) -> Result<ChatProbe, GatewayError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(GatewayError::invalid(
+            "The request body is empty; send a JSON object with `model` and `messages`.",
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::invalid(format!("The request body is not valid JSON: {e}")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| GatewayError::invalid("The request body must be a JSON object."))?;
+    let model = match obj.get("model") {
+        Some(serde_json::Value::String(m)) if !m.trim().is_empty() => m.clone(),
+        Some(serde_json::Value::String(_)) | None | Some(serde_json::Value::Null) => {
+            return Err(GatewayError::invalid("you must provide a model parameter")
+                .with_param("model")
+                .with_code("missing_required_parameter"));
+        }
+        Some(_) => {
+            return Err(GatewayError::invalid("`model` must be a string.").with_param("model"));
+        }
+    };
+    let messages = match obj.get("messages") {
+        Some(serde_json::Value::Array(m)) if !m.is_empty() => m,
+        Some(serde_json::Value::Array(_)) => {
+            return Err(
+                GatewayError::invalid("`messages` must contain at least one message.")
+                    .with_param("messages"),
+            );
+        }
+        None | Some(serde_json::Value::Null) => {
+            return Err(
+                GatewayError::invalid("Missing required parameter: 'messages'.")
+                    .with_param("messages")
+                    .with_code("missing_required_parameter"),
+            );
+        }
+        Some(_) => {
+            return Err(
+                GatewayError::invalid("`messages` must be an array.").with_param("messages")
+            );
+        }
+    };
+    let stream = match obj.get("stream") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(GatewayError::invalid("`stream` must be a boolean.").with_param("stream"));
+        }
+    };
+    let include_usage = obj
+        .get("stream_options")
+        .and_then(|o| serde_json::from_value::<StreamOptions>(o.clone()).ok())
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    let prompt_bytes = messages
+        .iter()
+        .map(|m| match m.get("content") {
+            Some(serde_json::Value::String(s)) => s.len(),
+            Some(other) => other.to_string().len(),
+            None => 0,
+        })
+        .sum();
+    Ok(ChatProbe {
+        model,
+        stream,
+        include_usage,
+        prompt_bytes,
+    })
+}
+
+/// `POST /v1/chat/completions`
+pub async fn chat_completions(State(app): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let request_id = request_id(&request);
+    let ip = client_ip(&request);
+    let key = auth::api_key(request.headers()).map(str::to_owned);
+    let result = async {
+        let caller = auth::authenticate(&app.db, key.as_deref(), ip).await?;
+        let (_, body) = read_body(request, app.config.body_limit_bytes).await?;
+        let probe = probe_chat(&body)?;
+        relay_chat(&app, caller, probe, body, started, &request_id, ip).await
+    }
+    .await;
+    match result {
+        Ok(response) => response,
+        Err(e) => {
+            if e.is_server_side() {
+                tracing::warn!(request_id, status = e.status.as_u16(), error = %e.message, "request failed");
+            }
+            e.into_response()
+        }
+    }
+}
+
+fn request_id(request: &Request) -> String {
+    request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_default()
+}
+
+/// Everything about one call that settling it needs.
+#[derive(Clone)]
+pub(crate) struct CallRecord {
+    pub caller: Caller,
+    pub model: String,
+    pub request_id: String,
+    pub client_ip: String,
+    pub started: Instant,
+    pub stream: bool,
+    pub prompt_bytes: usize,
+}
+
+async fn relay_chat(
+    app: &AppState,
+    caller: Caller,
+    probe: ChatProbe,
+    body: Bytes,
+    started: Instant,
+    request_id: &str,
+    ip: Option<std::net::IpAddr>,
+) -> Result<Response, GatewayError> {
+    if !caller.may_use(&probe.model) {
+        return Err(GatewayError::forbidden(format!(
+            "This API key may not use the model `{}`.",
+            probe.model
+        ))
+        .with_code("model_not_allowed"));
+    }
+    let snapshot = app.router.snapshot();
+    let candidates = snapshot
+        .candidates(&caller.group, &probe.model)
+        .map_err(|no| match no {
+            NoRoute::UnknownModel => GatewayError::not_found(format!(
+                "The model `{}` does not exist or you do not have access to it.",
+                probe.model
+            ))
+            .with_code("model_not_found"),
+            NoRoute::NoChannel => GatewayError::unavailable(format!(
+                "No channel is available for the model `{}` in group `{}`.",
+                probe.model, caller.group
+            ))
+            .with_code("no_available_channel"),
+        })?;
+    let record = CallRecord {
+        caller,
+        model: probe.model.clone(),
+        request_id: request_id.to_owned(),
+        client_ip: ip.map(|i| i.to_string()).unwrap_or_default(),
+        started,
+        stream: probe.stream,
+        prompt_bytes: probe.prompt_bytes,
+    };
+    let mut tried = Vec::new();
+    let mut last_error = None;
+    for _ in 0..=app.config.relay.max_retries {
+        let Some(channel) = channels::pick(&candidates, &tried) else {
+            break;
+        };
+        tried.push(channel.id);
+        match attempt(app, &channel, &probe, &body, &record).await {
+            Ok(response) => return Ok(response),
+            Err(e) => {
+                tracing::info!(
+                    request_id,
+                    channel = channel.id,
+                    status = e.status.as_u16(),
+                    retryable = e.retryable,
+                    error = %e.message,
+                    "upstream attempt failed"
+                );
+                let retry = e.retryable;
+                last_error = Some(e);
+                if !retry {
+                    break;
+                }
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        GatewayError::unavailable(format!(
+            "No channel is available for the model `{}`.",
+            probe.model
+        ))
+    }))
+}
+
+/// One try on one channel.
+async fn attempt(
+    app: &AppState,
+    channel: &Arc<Channel>,
+    probe: &ChatProbe,
+    body: &Bytes,
+    record: &CallRecord,
+) -> Result<Response, GatewayError> {
+    let adapter = app.runtime.get(&channel.adapter).ok_or_else(|| {
+        GatewayError::unavailable(format!(
+            "The adapter `{}` of channel {} is not loaded.",
+            channel.adapter, channel.id
+        ))
+        .retryable(true)
+    })?;
+    let mut lease = app.runtime.instantiate(&adapter).await.map_err(|e| {
+        GatewayError::unavailable(format!("No adapter instance is free: {e}")).retryable(true)
+    })?;
+    lease.instance.set_log_name(&adapter.info.name);
+    let call = Call {
+        endpoint: "chat.completions".to_owned(),
+        model: channel.upstream_model(&probe.model).to_owned(),
+        stream: probe.stream,
+        include_usage: probe.include_usage,
+        channel: ChannelInfo {
+            kind: channel.kind.clone(),
+            base_url: channel.base_url.clone(),
+            api_key: channel.api_key.expose().to_owned(),
+            options: channel.options.clone(),
+        },
+    };
+    let upstream = lease
+        .instance
+        .prepare_request(&call, body)
+        .await
+        .map_err(|f| guest_failure(&lease, f))?
+        .map_err(|e| from_adapter_error(e, channel))?;
+
+    let method = reqwest::Method::from_bytes(upstream.method.as_bytes())
+        .map_err(|_| adapter_bug(&lease, "returned an invalid HTTP method"))?;
+    let mut req = app.http.request(method, &upstream.url);
+    for (k, v) in &upstream.headers {
+        req = req.header(k, v);
+    }
+    if !probe.stream {
+        req = req.timeout(Duration::from_secs(
+            app.config.upstream.request_timeout_secs,
+        ));
+    }
+    let response = req
+        .body(upstream.body)
+        .send()
+        .await
+        .map_err(|e| upstream_unreachable(&e, channel))?;
+
+    let status = response.status();
+    if !status.is_success() {
+        let upstream_response = collect_response(response, 1024 * 1024, channel).await?;
+        let mapped = lease
+            .instance
+            .map_error(&call, &upstream_response)
+            .await
+            .map_err(|f| guest_failure(&lease, f))?;
+        return Err(from_adapter_error(mapped, channel));
+    }
+
+    if probe.stream {
+        let framing = upstream.framing;
+        return stream::start(app, lease, call, response, framing, channel, record).await;
+    }
+
+    let upstream_response =
+        collect_response(response, app.config.upstream.max_response_bytes, channel).await?;
+    let translated = lease
+        .instance
+        .parse_response(&call, &upstream_response)
+        .await
+        .map_err(|f| guest_failure(&lease, f))?
+        .map_err(|e| from_adapter_error(e, channel))?;
+    drop(lease);
+    let usage = translated.usage.unwrap_or_else(|| adapters::Usage {
+        input_tokens: billing::estimate_tokens(record.prompt_bytes),
+        output_tokens: 0,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
+        reasoning_tokens: 0,
+        units: Vec::new(),
+    });
+    settle(app, record, channel.id, &usage, None, 200, "");
+    let mut out = Response::new(Body::from(translated.body));
+    let content_type = HeaderValue::from_str(&translated.content_type)
+        .unwrap_or(HeaderValue::from_static("application/json"));
+    out.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    Ok(out)
+}
+
+/// Charge a finished call and write its log row.
+pub(crate) fn settle(
+    app: &AppState,
+    record: &CallRecord,
+    channel_id: i64,
+    usage: &adapters::Usage,
+    first_token: Option<Duration>,
+    status: u16,
+    note: &str,
+) {
+    let quota = billing::quota_for(&record.model, usage);
+    app.recorder.record(ConsumeLog {
+        kind: "consume",
+        user_id: record.caller.user_id,
+        token_id: record.caller.token_id,
+        channel_id,
+        model: record.model.clone(),
+        prompt_tokens: usage.input_tokens as i64,
+        completion_tokens: usage.output_tokens as i64,
+        cached_tokens: usage.cache_read_tokens as i64,
+        quota,
+        latency_ms: record.started.elapsed().as_millis() as i64,
+        first_token_ms: first_token.map_or(0, |d| d.as_millis() as i64),
+        is_stream: record.stream,
+        status_code: i64::from(status),
+        request_id: record.request_id.clone(),
+        client_ip: record.client_ip.clone(),
+        content: note.to_owned(),
+    });
+}
+
+async fn collect_response(
+    response: reqwest::Response,
+    limit: usize,
+    channel: &Channel,
+) -> Result<UpstreamResponse, GatewayError> {
+    use futures_util::StreamExt;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_owned(), v.to_owned()))
+        })
+        .collect();
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|e| upstream_unreachable(&e, channel))?;
+        if body.len() + piece.len() > limit {
+            return Err(GatewayError::new(
+                ErrorKind::Upstream,
+                format!("The upstream response exceeded {limit} bytes."),
+            )
+            .retryable(false));
+        }
+        body.extend_from_slice(&piece);
+    }
+    Ok(UpstreamResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn upstream_unreachable(e: &reqwest::Error, channel: &Channel) -> GatewayError {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not be reached"
+    } else {
+        "failed"
+    };
+    // reqwest's own message names the URL, which may carry a key in its
+    // query string: log only the underlying cause.
+    let cause = std::error::Error::source(e)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    tracing::debug!(channel = channel.id, cause, "upstream error");
+    let status = if e.is_timeout() {
+        StatusCode::GATEWAY_TIMEOUT
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    GatewayError::new(
+        ErrorKind::Upstream,
+        format!("The upstream of channel {} {what}.", channel.id),
+    )
+    .with_status(status)
+    .with_code("upstream_unreachable")
+    .retryable(true)
+}
+
+/// Turn an adapter's verdict into the gateway's error.
+pub(crate) fn from_adapter_error(e: AdapterError, channel: &Channel) -> GatewayError {
+    match e {
+        AdapterError::InvalidRequest(m) => GatewayError::invalid(m),
+        AdapterError::Unsupported(m) => {
+            GatewayError::new(ErrorKind::Unsupported, m).retryable(true)
+        }
+        AdapterError::Auth(_) => {
+            // The channel's credential is the operator's problem; the
+            // upstream's message (which may quote part of the key) stays out
+            // of the client's answer.
+            tracing::warn!(
+                channel = channel.id,
+                "upstream rejected the channel's credentials"
+            );
+            GatewayError::new(
+                ErrorKind::Upstream,
+                format!(
+                    "The upstream rejected the credentials of channel {}.",
+                    channel.id
+                ),
+            )
+            .with_code("upstream_auth_failed")
+            .retryable(true)
+        }
+        AdapterError::RateLimited(r) => GatewayError::new(ErrorKind::RateLimited, r.message)
+            .with_code("upstream_rate_limited")
+            .with_retry_after(r.retry_after_ms.map(|ms| ms.div_ceil(1000)))
+            .retryable(true),
+        AdapterError::Upstream(u) => {
+            let status = StatusCode::from_u16(u.status)
+                .ok()
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut err = GatewayError::new(ErrorKind::Upstream, u.message)
+                .with_status(status)
+                .retryable(u.retryable);
+            if status.is_client_error() {
+                err.kind = ErrorKind::InvalidRequest;
+            }
+            if let Some(code) = u.code {
+                err = err.with_code(code);
+            }
+            err
+        }
+        AdapterError::Internal(m) => GatewayError::new(ErrorKind::Adapter, m).retryable(true),
+    }
+}
+
+pub(crate) fn guest_failure(lease: &Lease, failure: adapters::GuestFailure) -> GatewayError {
+    tracing::error!(adapter = %lease.adapter.info.name, version = %lease.adapter.info.version, %failure, "adapter failed");
+    GatewayError::new(
+        ErrorKind::Adapter,
+        format!("The adapter `{}` {failure}.", lease.adapter.info.name),
+    )
+    .with_code("adapter_failure")
+}
+
+fn adapter_bug(lease: &Lease, what: &str) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::Adapter,
+        format!("The adapter `{}` {what}.", lease.adapter.info.name),
+    )
+    .with_code("adapter_failure")
+}
+
+pub(crate) fn framer_for(framing: Framing) -> Option<framing::Framer> {
+    match framing {
+        Framing::Sse => Some(framing::Framer::Sse(framing::SseFramer::default())),
+        Framing::Ndjson => Some(framing::Framer::Ndjson(framing::NdjsonFramer::default())),
+        Framing::AwsEventstream => None,
+    }
+}
+
+/// `GET /v1/models`: the models this token may call.
+pub async fn list_models(State(app): State<AppState>, request: Request) -> Response {
+    let ip = client_ip(&request);
+    let key = auth::api_key(request.headers()).map(str::to_owned);
+    let caller = match auth::authenticate(&app.db, key.as_deref(), ip).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let snapshot = app.router.snapshot();
+    let data: Vec<serde_json::Value> = snapshot
+        .models_for_group(&caller.group)
+        .into_iter()
+        .filter(|m| caller.may_use(m))
+        .map(|id| {
+            serde_json::json!({
+                "id": id,
+                "object": "model",
+                "created": 0,
+                "owned_by": "transit",
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "object": "list", "data": data })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_validates_the_essentials() {
+        let ok = probe_chat(br#"{"model":"m","messages":[{"role":"user","content":"hello"}],"stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
+        assert_eq!(ok.model, "m");
+        assert!(ok.stream && ok.include_usage);
+        assert_eq!(ok.prompt_bytes, 5);
+        for (body, param) in [
+            (
+                &br#"{"messages":[{"role":"user","content":"x"}]}"#[..],
+                Some("model"),
+            ),
+            (
+                br#"{"model":"","messages":[{"role":"user","content":"x"}]}"#,
+                Some("model"),
+            ),
+            (br#"{"model":5,"messages":[]}"#, Some("model")),
+            (br#"{"model":"m"}"#, Some("messages")),
+            (br#"{"model":"m","messages":[]}"#, Some("messages")),
+            (br#"{"model":"m","messages":{}}"#, Some("messages")),
+            (
+                br#"{"model":"m","messages":[{}],"stream":"yes"}"#,
+                Some("stream"),
+            ),
+            (b"[]", None),
+            (b"{", None),
+            (b"", None),
+        ] {
+            let e = probe_chat(body).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert_eq!(
+                e.param.as_deref(),
+                param,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Streamed responses: upstream bytes → whole events → the adapter's stream
+//! translator → `data:` lines to the client.
+//!
+//! The first batch is read before the response is committed, so an upstream
+//! that fails or closes before producing anything can still fail over to
+//! another channel. After that a task pumps the stream; it stops reading the
+//! upstream as soon as the client goes away, and settles the call with what
+//! was actually delivered.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::{
+    CallRecord, framer_for, from_adapter_error, guest_failure, settle, upstream_unreachable,
+};
+use crate::AppState;
+use crate::adapters::{self, Call, ChunkBatch, Framing, Lease, StreamTranslator, Usage};
+use crate::billing;
+use crate::channels::Channel;
+use crate::error::{ErrorKind, GatewayError};
+
+type Upstream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+struct Pump {
+    lease: Lease,
+    translator: StreamTranslator,
+    framer: super::framing::Framer,
+    upstream: Upstream,
+    usage: Option<Usage>,
+    /// Bytes of generated text sent to the client, for estimating output
+    /// tokens when the upstream reports none.
+    delivered: usize,
+    upstream_done: bool,
+    finished: bool,
+}
+
+enum Step {
+    /// Chunks to send (possibly none); the stream goes on.
+    Chunks(Vec<Vec<u8>>),
+    /// The upstream is finished; these are the last chunks.
+    End(Vec<Vec<u8>>),
+}
+
+impl Pump {
+    /// Read the next piece of the upstream and translate it.
+    async fn step(&mut self, channel: &Channel) -> Result<Step, GatewayError> {
+        if self.upstream_done {
+            return self.finish(channel).await.map(Step::End);
+        }
+        match self.upstream.next().await {
+            Some(Ok(bytes)) => {
+                let events = self.framer.push(&bytes).map_err(|_| {
+                    GatewayError::new(
+                        ErrorKind::Upstream,
+                        "The upstream sent an event larger than 16 MiB.",
+                    )
+                })?;
+                if events.is_empty() {
+                    return Ok(Step::Chunks(Vec::new()));
+                }
+                let batch = self.translate(&events, channel).await?;
+                if batch.done {
+                    self.upstream_done = true;
+                }
+                Ok(Step::Chunks(batch.chunks))
+            }
+            Some(Err(e)) => Err(upstream_unreachable(&e, channel)),
+            None => {
+                let events = self.framer.finish();
+                let mut chunks = Vec::new();
+                if !events.is_empty() {
+                    chunks = self.translate(&events, channel).await?.chunks;
+                }
+                chunks.extend(self.finish(channel).await?);
+                Ok(Step::End(chunks))
+            }
+        }
+    }
+
+    async fn translate(
+        &mut self,
+        events: &[adapters::Event],
+        channel: &Channel,
+    ) -> Result<ChunkBatch, GatewayError> {
+        let batch = self
+            .lease
+            .instance
+            .push(&self.translator, events)
+            .await
+            .map_err(|f| guest_failure(&self.lease, f))?
+            .map_err(|e| from_adapter_error(e, channel))?;
+        self.absorb(&batch);
+        Ok(batch)
+    }
+
+    async fn finish(&mut self, channel: &Channel) -> Result<Vec<Vec<u8>>, GatewayError> {
+        if self.finished {
+            return Ok(Vec::new());
+        }
+        self.finished = true;
+        let batch = self
+            .lease
+            .instance
+            .finish(&self.translator)
+            .await
+            .map_err(|f| guest_failure(&self.lease, f))?
+            .map_err(|e| from_adapter_error(e, channel))?;
+        self.absorb(&batch);
+        Ok(batch.chunks)
+    }
+
+    fn absorb(&mut self, batch: &ChunkBatch) {
+        if let Some(u) = &batch.usage {
+            self.usage = Some(u.clone());
+        }
+        self.delivered += batch
+            .chunks
+            .iter()
+            .map(|c| generated_bytes(c))
+            .sum::<usize>();
+    }
+
+    fn usage(&self, record: &CallRecord) -> Usage {
+        self.usage.clone().unwrap_or_else(|| Usage {
+            input_tokens: billing::estimate_tokens(record.prompt_bytes),
+            output_tokens: billing::estimate_tokens(self.delivered),
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
+            units: Vec::new(),
+        })
+    }
+}
+
+pub(super) async fn start(
+    app: &AppState,
+    mut lease: Lease,
+    call: Call,
+    response: reqwest::Response,
+    framing: Framing,
+    channel: &Arc<Channel>,
+    record: &CallRecord,
+) -> Result<Response, GatewayError> {
+    let framer = framer_for(framing).ok_or_else(|| {
+        GatewayError::new(
+            ErrorKind::Unsupported,
+            "AWS eventstream framing is not available in this build.",
+        )
+        .retryable(true)
+    })?;
+    let translator = lease
+        .instance
+        .open_stream(&call)
+        .await
+        .map_err(|f| guest_failure(&lease, f))?;
+    let mut pump = Pump {
+        lease,
+        translator,
+        framer,
+        upstream: Box::pin(response.bytes_stream()),
+        usage: None,
+        delivered: 0,
+        upstream_done: false,
+        finished: false,
+    };
+
+    // Read until there is something to send: failures up to here may still
+    // be retried on another channel.
+    let mut first = Vec::new();
+    let mut ended = false;
+    while first.is_empty() && !ended {
+        match pump.step(channel).await? {
+            Step::Chunks(c) => first = c,
+            Step::End(c) => {
+                first = c;
+                ended = true;
+            }
+        }
+    }
+    if first.is_empty() {
+        return Err(GatewayError::new(
+            ErrorKind::Upstream,
+            format!(
+                "The upstream of channel {} closed the stream without sending anything.",
+                channel.id
+            ),
+        )
+        .retryable(true));
+    }
+    let first_token = record.started.elapsed();
+
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let app = app.clone();
+    let channel = channel.clone();
+    let record = record.clone();
+    tokio::spawn(async move {
+        run(app, pump, first, ended, tx, channel, record, first_token).await;
+    });
+
+    let mut out = Response::new(Body::from_stream(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ));
+    let headers = out.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(out)
+}
+
+fn frame(chunk: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(chunk.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(chunk);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    app: AppState,
+    mut pump: Pump,
+    first: Vec<Vec<u8>>,
+    mut ended: bool,
+    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    channel: Arc<Channel>,
+    record: CallRecord,
+    first_token: Duration,
+) {
+    let mut outcome = "";
+    let mut pending = first;
+    loop {
+        for chunk in pending.drain(..) {
+            if tx.send(Ok(frame(&chunk))).await.is_err() {
+                outcome = "client disconnected";
+                break;
+            }
+        }
+        if !outcome.is_empty() || ended {
+            break;
+        }
+        let step = tokio::select! {
+            biased;
+            _ = tx.closed() => {
+                outcome = "client disconnected";
+                break;
+            }
+            step = pump.step(&channel) => step,
+        };
+        match step {
+            Ok(Step::Chunks(c)) => pending = c,
+            Ok(Step::End(c)) => {
+                pending = c;
+                ended = true;
+            }
+            Err(e) => {
+                tracing::warn!(request_id = %record.request_id, channel = channel.id, error = %e.message, "stream failed mid-way");
+                let body = serde_json::to_vec(&e.body()).unwrap_or_default();
+                let _ = tx.send(Ok(frame(&body))).await;
+                outcome = "upstream failed mid-stream";
+                break;
+            }
+        }
+    }
+    if outcome.is_empty() {
+        let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+    }
+    let usage = pump.usage(&record);
+    // Release the adapter instance before the (asynchronous) bookkeeping.
+    drop(pump);
+    settle(
+        &app,
+        &record,
+        channel.id,
+        &usage,
+        Some(first_token),
+        200,
+        outcome,
+    );
+}
+
+#[derive(Deserialize)]
+struct ChunkText<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChoiceText<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceText<'a> {
+    #[serde(default, borrow)]
+    delta: Option<DeltaText<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaText<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Bytes of generated text in one `chat.completion.chunk`.
+fn generated_bytes(chunk: &[u8]) -> usize {
+    serde_json::from_slice::<ChunkText<'_>>(chunk)
+        .map(|c| {
+            c.choices
+                .iter()
+                .filter_map(|ch| ch.delta.as_ref())
+                .map(|d| {
+                    d.content.as_ref().map_or(0, |s| s.len())
+                        + d.reasoning_content.as_ref().map_or(0, |s| s.len())
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_text_is_measured() {
+        assert_eq!(
+            generated_bytes(br#"{"choices":[{"index":0,"delta":{"content":"Hello","reasoning_content":"ab"}}]}"#),
+            7
+        );
+        assert_eq!(generated_bytes(br#"{"choices":[]}"#), 0);
+        assert_eq!(generated_bytes(b"not json"), 0);
+        assert_eq!(
+            generated_bytes("{\"choices\":[{\"delta\":{\"content\":\"caf\\u00e9\"}}]}".as_bytes()),
+            5
+        );
+    }
+}

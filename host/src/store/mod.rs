@@ -1,0 +1,229 @@
+//! Persistence. All SQL lives under this module.
+//!
+//! One schema in three flavours (`migrations/{sqlite,postgres,mysql}`), used
+//! through sqlx's `Any` driver so the backend is picked by the URL at run
+//! time. Queries are written with `?` placeholders and rewritten to `$n` for
+//! PostgreSQL by [`Db::sql`].
+
+mod channels;
+mod logs;
+mod options;
+mod tokens;
+mod users;
+
+use std::borrow::Cow;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use sqlx::any::{AnyArguments, AnyPoolOptions};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
+
+pub use channels::{ChannelRow, NewChannel};
+pub use logs::{ConsumeLog, LogRow};
+pub use tokens::{NewToken, TokenRow, TokenWithUser};
+pub use users::{NewUser, UserRow};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+static MYSQL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/mysql");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> anyhow::Result<Self> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            "mysql" | "mariadb" => Ok(Self::MySql),
+            other => anyhow::bail!(
+                "unsupported database URL scheme {other:?}: use sqlite://, postgres:// or mysql://"
+            ),
+        }
+    }
+}
+
+/// The database handle: a pool and the backend it talks to.
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Unix time in seconds.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Db {
+    /// Connect and bring the schema up to date.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let url = match backend {
+            // MariaDB URLs are MySQL URLs to the driver.
+            Backend::MySql => url.replacen("mariadb://", "mysql://", 1),
+            _ => url.to_owned(),
+        };
+        if backend == Backend::Sqlite
+            && let Some(path) = sqlite_path(&url)
+            && let Some(dir) = std::path::Path::new(path).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating database directory {}", dir.display()))?;
+        }
+        let max = if backend == Backend::Sqlite { 8 } else { 32 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(&url)
+            .await
+            .with_context(|| format!("connecting to the {backend:?} database"))?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+            Backend::MySql => &MYSQL_MIGRATIONS,
+        };
+        migrator
+            .run(&pool)
+            .await
+            .context("applying database migrations")?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Adapt a query written with `?` placeholders to the backend.
+    pub fn sql<'a>(&self, query: &'a str) -> Cow<'a, str> {
+        match self.backend {
+            Backend::Postgres => Cow::Owned(numbered_placeholders(query)),
+            _ => Cow::Borrowed(query),
+        }
+    }
+
+    /// A typed query over `sql`, with placeholders adapted to the backend.
+    pub(crate) fn qa<'a, T>(&self, sql: &'static str) -> AnyQueryAs<'a, T>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+    {
+        sqlx::query_as(AssertSqlSafe(self.sql(sql)))
+    }
+
+    /// A query over `sql`, with placeholders adapted to the backend.
+    pub(crate) fn q<'a>(&self, sql: &'static str) -> AnyQuery<'a> {
+        sqlx::query(AssertSqlSafe(self.sql(sql)))
+    }
+
+    /// An `INSERT` query whose execution by [`Db::insert_id`] yields the new
+    /// row's id (`RETURNING id` where the backend has it).
+    pub(crate) fn insert_query<'a>(&self, sql: &'static str) -> AnyQuery<'a> {
+        let text: Cow<'static, str> = match self.backend {
+            Backend::MySql => Cow::Borrowed(sql),
+            _ => Cow::Owned(format!("{} RETURNING id", self.sql(sql))),
+        };
+        sqlx::query(AssertSqlSafe(text))
+    }
+
+    /// Run a query built by [`Db::insert_query`] and return the new id.
+    pub(crate) async fn insert_id<'c, E>(
+        &self,
+        query: AnyQuery<'_>,
+        executor: E,
+    ) -> sqlx::Result<i64>
+    where
+        E: sqlx::Executor<'c, Database = Any>,
+    {
+        match self.backend {
+            Backend::MySql => query
+                .execute(executor)
+                .await?
+                .last_insert_id()
+                .ok_or_else(|| sqlx::Error::Protocol("insert returned no id".into())),
+            _ => query.fetch_one(executor).await?.try_get::<i64, _>(0),
+        }
+    }
+}
+
+pub(crate) type AnyQuery<'a> = Query<'a, Any, AnyArguments>;
+pub(crate) type AnyQueryAs<'a, T> = sqlx::query::QueryAs<'a, Any, T, AnyArguments>;
+
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://")?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// `?` → `$1`, `$2`, … outside string literals and quoted identifiers.
+fn numbered_placeholders(query: &str) -> String {
+    let mut out = String::with_capacity(query.len() + 8);
+    let mut n = 0;
+    let mut quote: Option<char> = None;
+    for c in query.chars() {
+        match quote {
+            Some(q) if c == q => {
+                quote = None;
+                out.push(c);
+            }
+            Some(_) => out.push(c),
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            None if c == '?' => {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_outside_quotes() {
+        assert_eq!(
+            numbered_placeholders("SELECT ? , '?' , \"a?\" , ?"),
+            "SELECT $1 , '?' , \"a?\" , $2"
+        );
+    }
+
+    #[test]
+    fn backends_from_urls() {
+        assert_eq!(Backend::from_url("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(
+            Backend::from_url("postgresql://h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(Backend::from_url("mariadb://h/db").unwrap(), Backend::MySql);
+        assert!(Backend::from_url("oracle://h").is_err());
+        assert_eq!(
+            sqlite_path("sqlite://data/t.db?mode=rwc"),
+            Some("data/t.db")
+        );
+    }
+}

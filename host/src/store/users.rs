@@ -1,0 +1,85 @@
+//! Users: accounts that own tokens and hold quota.
+
+use sqlx::FromRow;
+
+use super::{Db, now};
+
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub role: String,
+    pub status: i64,
+    pub group_name: String,
+    pub quota: i64,
+    pub used_quota: i64,
+    pub request_count: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub display_name: String,
+    pub password_hash: Option<String>,
+    pub role: String,
+    pub group_name: String,
+    pub quota: i64,
+}
+
+macro_rules! user_columns {
+    () => {
+        "id, username, display_name, role, status, group_name, quota, used_quota, request_count, created_at, updated_at"
+    };
+}
+
+impl Db {
+    pub async fn create_user(&self, new: &NewUser) -> sqlx::Result<UserRow> {
+        let ts = now();
+        let q = self
+            .insert_query(
+                "INSERT INTO users (username, display_name, password_hash, role, status, group_name, quota, used_quota, request_count, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, 1, ?, ?, 0, 0, ?, ?)",
+            )
+            .bind(new.username.clone())
+            .bind(new.display_name.clone())
+            .bind(new.password_hash.clone())
+            .bind(new.role.clone())
+            .bind(new.group_name.clone())
+            .bind(new.quota)
+            .bind(ts)
+            .bind(ts);
+        let id = self.insert_id(q, self.pool()).await?;
+        self.user(id).await?.ok_or_else(|| sqlx::Error::RowNotFound)
+    }
+
+    pub async fn user(&self, id: i64) -> sqlx::Result<Option<UserRow>> {
+        self.qa::<UserRow>(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+    }
+
+    pub async fn users(&self) -> sqlx::Result<Vec<UserRow>> {
+        self.qa::<UserRow>(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY id"
+        ))
+        .fetch_all(self.pool())
+        .await
+    }
+
+    pub async fn user_count(&self) -> sqlx::Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,86 @@
+//! Containment: a trapping, looping or memory-hungry adapter fails only the
+//! request that hit it, with an OpenAI-shaped 502.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn misbehaving_app() -> (TestApp, MockUpstream, String) {
+    let app = spawn_app().await;
+    app.install_misbehave_adapter().await;
+    let mock = MockUpstream::start("k").await;
+    app.channel(
+        json!({"name": "bad", "type": "misbehave", "secret_key": "k", "base_url": mock.base_url(),
+                       "models": ["trap", "loop", "oom", "stream-trap", "fine"]}),
+    )
+    .await;
+    app.channel(json!({"name": "good", "type": "openai", "secret_key": "k", "base_url": mock.base_url(), "models": ["healthy"]}))
+        .await;
+    let (_, key) = app.user_with_key(1_000_000).await;
+    (app, mock, key)
+}
+
+async fn adapter_failure(app: &TestApp, key: &str, model: &str, stream: bool) -> String {
+    let r = app.chat(key, chat_body(model, stream)).await;
+    assert_eq!(r.status(), 502, "{model}");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "adapter_error", "{v}");
+    assert_eq!(v["error"]["code"], "adapter_failure");
+    v["error"]["message"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn traps_loops_and_memory_bombs_are_contained() {
+    let (app, mock, key) = misbehaving_app().await;
+    let m = adapter_failure(&app, &key, "trap", false).await;
+    assert!(m.contains("misbehave") && m.contains("trapped"), "{m}");
+    let m = adapter_failure(&app, &key, "loop", false).await;
+    assert!(m.contains("time limit"), "{m}");
+    let m = adapter_failure(&app, &key, "oom", false).await;
+    assert!(m.contains("memory limit"), "{m}");
+    // A trap on the first stream batch happens before anything was sent.
+    let m = adapter_failure(&app, &key, "stream-trap", true).await;
+    assert!(m.contains("trapped"), "{m}");
+
+    // The same adapter still serves well-behaved calls, and so do others.
+    let r = app.chat(&key, chat_body("fine", false)).await;
+    assert_eq!(r.status(), 200);
+    let r = app.chat(&key, chat_body("healthy", true)).await;
+    assert_eq!(chunk_text(&sse_data(r).await), MOCK_REPLY);
+    // Only the two good calls went upstream, and no instance was leaked.
+    assert_eq!(mock.requests(), 3);
+    for adapter in app.app.state.runtime.adapters() {
+        assert_eq!(adapter.in_flight(), 0, "{}", adapter.info.name);
+    }
+}
+
+#[tokio::test]
+async fn many_concurrent_traps_leave_the_gateway_serving() {
+    let (app, _mock, key) = misbehaving_app().await;
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let model = if i % 2 == 0 { "trap" } else { "healthy" };
+        calls.push(app.chat(&key, chat_body(model, false)));
+    }
+    let results = futures_util::future::join_all(calls).await;
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.status(), if i % 2 == 0 { 502 } else { 200 });
+    }
+}
+
+#[tokio::test]
+async fn the_admin_api_lists_loaded_adapters() {
+    let (app, _mock, _) = misbehaving_app().await;
+    let v: Value = app.admin_get("/admin/adapters").await.json().await.unwrap();
+    let names: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["misbehave", "openai"]);
+    let openai = &v["data"][1];
+    assert_eq!(openai["wit_version"], "0.1.0");
+    assert_eq!(openai["builtin"], true);
+    assert_eq!(openai["hash"].as_str().unwrap().len(), 64);
+}

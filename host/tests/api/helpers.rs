@@ -1,0 +1,524 @@
+//! Test harness: the real gateway in-process on its own database, and a mock
+//! OpenAI upstream that speaks the real wire protocol (and rejects what the
+//! real API rejects).
+//!
+//! The database backend comes from `TEST_DATABASE` (`sqlite`, the default,
+//! `postgres` or `mysql`); each app gets a database of its own.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use sqlx::Connection;
+use transit::config::Secret;
+use transit::{App, Config};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub app: App,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    _data_dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn backend() -> String {
+    std::env::var("TEST_DATABASE").unwrap_or_else(|_| "sqlite".to_owned())
+}
+
+/// A fresh, empty database for one app, on the backend under test.
+pub async fn fresh_database_url(dir: &std::path::Path) -> String {
+    let name = format!(
+        "transit_t_{}",
+        uuid::Uuid::new_v4().simple().to_string().get(..16).unwrap()
+    );
+    match backend().as_str() {
+        "sqlite" => format!("sqlite://{}?mode=rwc", dir.join("transit.db").display()),
+        "postgres" => {
+            let base = std::env::var("TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+            let mut conn = sqlx::PgConnection::connect(&format!("{base}/test"))
+                .await
+                .expect("PostgreSQL must be reachable for TEST_DATABASE=postgres");
+            sqlx::Executor::execute(
+                &mut conn,
+                sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+            )
+            .await
+            .unwrap();
+            format!("{base}/{name}")
+        }
+        "mysql" => {
+            let base = std::env::var("TEST_MYSQL_URL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned());
+            let mut conn = sqlx::MySqlConnection::connect(&format!("{base}/test"))
+                .await
+                .expect("MariaDB/MySQL must be reachable for TEST_DATABASE=mysql");
+            sqlx::Executor::execute(
+                &mut conn,
+                sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+            )
+            .await
+            .unwrap();
+            format!("{base}/{name}")
+        }
+        other => panic!("unknown TEST_DATABASE {other:?}"),
+    }
+}
+
+pub fn test_config(dir: &std::path::Path, database_url: &str) -> Config {
+    let mut config = Config {
+        data_dir: dir.to_path_buf(),
+        database_url: Some(Secret::new(database_url)),
+        admin_token: Some(Secret::new(ADMIN_TOKEN)),
+        // Instances sharing a database must share the key of its secrets.
+        secret_key: Some(Secret::new("test-secret-key")),
+        body_limit_bytes: 256 * 1024,
+        ..Config::default()
+    };
+    config.adapters.call_timeout_ms = 300;
+    config.adapters.max_instances = 64;
+    // One compiled-adapter cache for the whole test run.
+    config.adapters.cache_dir =
+        Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-adapter-cache"));
+    config.relay.channel_refresh_ms = 200;
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path()).await;
+    spawn_app_on(dir, url, tweak).await
+}
+
+/// A second (or further) instance sharing `database_url`.
+pub async fn spawn_app_on(
+    dir: tempfile::TempDir,
+    database_url: String,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
+    let mut config = test_config(dir.path(), &database_url);
+    tweak(&mut config);
+    let app = transit::build_app(config).await.expect("app builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = app
+        .router
+        .clone()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, service).await.unwrap();
+    });
+    TestApp {
+        addr,
+        app,
+        client: reqwest::Client::new(),
+        database_url,
+        _data_dir: dir,
+        server,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("X-Admin-Token", ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn admin_patch(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .patch(self.url(path))
+            .header("X-Admin-Token", ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("X-Admin-Token", ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Create a channel; returns its id.
+    pub async fn channel(&self, body: Value) -> i64 {
+        let r = self.admin_post("/admin/channels", body).await;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        v["id"].as_i64().unwrap()
+    }
+
+    /// Create a user with `quota` and an unlimited token; returns (user id, key).
+    pub async fn user_with_key(&self, quota: i64) -> (i64, String) {
+        let name = format!("u{}", uuid::Uuid::new_v4().simple());
+        let r = self
+            .admin_post("/admin/users", json!({"username": name, "quota": quota}))
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let user: Value = r.json().await.unwrap();
+        let id = user["id"].as_i64().unwrap();
+        let key = self.key_for(id, json!({})).await;
+        (id, key)
+    }
+
+    pub async fn key_for(&self, user_id: i64, extra: Value) -> String {
+        let mut body = json!({"user_id": user_id, "name": "test"});
+        if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
+            b.extend(e);
+        }
+        let r = self.admin_post("/admin/tokens", body).await;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        v["key"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn chat(&self, key: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn user(&self, id: i64) -> Value {
+        self.admin_get(&format!("/admin/users/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Wait until every usage record written so far is in the database.
+    pub async fn settled(&self) {
+        self.app.state.recorder.flush().await;
+    }
+
+    pub async fn logs(&self) -> Vec<Value> {
+        self.settled().await;
+        let v: Value = self
+            .admin_get("/admin/logs?limit=1000")
+            .await
+            .json()
+            .await
+            .unwrap();
+        v["data"].as_array().unwrap().clone()
+    }
+
+    /// Load the test-fixture adapter that misbehaves on demand.
+    pub async fn install_misbehave_adapter(&self) {
+        let bytes =
+            std::fs::read(std::path::Path::new(env!("BUILT_ADAPTERS_DIR")).join("misbehave.wasm"))
+                .unwrap();
+        let adapter = self.app.state.runtime.compile(&bytes, false).await.unwrap();
+        self.app.state.runtime.install(adapter);
+    }
+}
+
+pub fn chat_body(model: &str, stream: bool) -> Value {
+    json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "Say hello"}],
+        "stream": stream,
+    })
+}
+
+/// Read a whole SSE response into its `data:` payloads.
+pub async fn sse_data(response: reqwest::Response) -> Vec<String> {
+    let text = response.text().await.unwrap();
+    text.split("\n\n")
+        .filter_map(|block| block.strip_prefix("data: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The text a list of chat chunks spells.
+pub fn chunk_text(data: &[String]) -> String {
+    data.iter()
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Mock OpenAI upstream
+// ---------------------------------------------------------------------------
+
+/// How the mock answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behavior {
+    Normal,
+    /// Stream without a usage chunk, even if asked for one.
+    NoUsage,
+    /// 500 with an OpenAI error body.
+    ServerError,
+    /// 400 with an OpenAI error body.
+    BadRequest,
+    /// 429 with retry-after.
+    RateLimited,
+    /// Stream a few chunks, then cut the connection.
+    CutMidStream,
+}
+
+pub struct MockState {
+    pub api_key: String,
+    pub behavior: Mutex<Behavior>,
+    pub requests: AtomicUsize,
+    pub last_body: Mutex<Option<Value>>,
+}
+
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    pub state: Arc<MockState>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub const MOCK_REPLY: &str = "Hello from the mock upstream!";
+pub const MOCK_PROMPT_TOKENS: u64 = 11;
+pub const MOCK_COMPLETION_TOKENS: u64 = 7;
+
+impl MockUpstream {
+    pub async fn start(api_key: &str) -> Self {
+        let state = Arc::new(MockState {
+            api_key: api_key.to_owned(),
+            behavior: Mutex::new(Behavior::Normal),
+            requests: AtomicUsize::new(0),
+            last_body: Mutex::new(None),
+        });
+        let app = axum::Router::new()
+            .route("/v1/chat/completions", post(mock_chat))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            addr,
+            state,
+            server,
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set(&self, behavior: Behavior) {
+        *self.state.behavior.lock().unwrap() = behavior;
+    }
+
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn last_body(&self) -> Value {
+        self.state.last_body.lock().unwrap().clone().unwrap()
+    }
+}
+
+fn openai_error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response {
+    (
+        status,
+        Json(json!({"error": {"message": message, "type": kind, "param": null, "code": code}})),
+    )
+        .into_response()
+}
+
+async fn mock_chat(
+    State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let expected = format!("Bearer {}", state.api_key);
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return openai_error(
+            StatusCode::UNAUTHORIZED,
+            "Incorrect API key provided: sk-wron*****-key. You can find your API key at https://platform.openai.com/account/api-keys.",
+            "invalid_request_error",
+            Some("invalid_api_key"),
+        );
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "We could not parse the JSON body of your request.",
+            "invalid_request_error",
+            None,
+        );
+    };
+    *state.last_body.lock().unwrap() = Some(req.clone());
+    let Some(model) = req["model"].as_str() else {
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "you must provide a model parameter",
+            "invalid_request_error",
+            None,
+        );
+    };
+    if req["messages"].as_array().is_none_or(|m| m.is_empty()) {
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "[] is too short - 'messages'",
+            "invalid_request_error",
+            None,
+        );
+    }
+    let behavior = *state.behavior.lock().unwrap();
+    match behavior {
+        Behavior::ServerError => {
+            return openai_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The server had an error while processing your request.",
+                "server_error",
+                None,
+            );
+        }
+        Behavior::BadRequest => {
+            return openai_error(
+                StatusCode::BAD_REQUEST,
+                "Invalid value for 'temperature': must be <= 2.",
+                "invalid_request_error",
+                Some("invalid_value"),
+            );
+        }
+        Behavior::RateLimited => {
+            let mut r = openai_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Rate limit reached for requests",
+                "requests",
+                Some("rate_limit_exceeded"),
+            );
+            r.headers_mut().insert("retry-after", "3".parse().unwrap());
+            return r;
+        }
+        _ => {}
+    }
+    let usage = json!({
+        "prompt_tokens": MOCK_PROMPT_TOKENS,
+        "completion_tokens": MOCK_COMPLETION_TOKENS,
+        "total_tokens": MOCK_PROMPT_TOKENS + MOCK_COMPLETION_TOKENS,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0}
+    });
+    if req["stream"] != json!(true) {
+        return Json(json!({
+            "id": "chatcmpl-mock",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": MOCK_REPLY, "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
+            "usage": usage,
+            "system_fingerprint": "fp_mock"
+        }))
+        .into_response();
+    }
+    let include_usage = req["stream_options"]["include_usage"] == json!(true);
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+               "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
+        .to_string()
+    };
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    for word in MOCK_REPLY.split_inclusive(' ') {
+        events.push(chunk(json!({"content": word}), Value::Null));
+    }
+    events.push(chunk(json!({}), json!("stop")));
+    if include_usage && behavior != Behavior::NoUsage {
+        events.push(
+            json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model, "choices": [], "usage": usage})
+                .to_string(),
+        );
+    }
+    let mut wire = String::new();
+    for e in &events {
+        wire.push_str("data: ");
+        wire.push_str(e);
+        wire.push_str("\n\n");
+    }
+    wire.push_str("data: [DONE]\n\n");
+    let cut = behavior == Behavior::CutMidStream;
+    let bytes = wire.into_bytes();
+    // Deliver in small uneven pieces, so events arrive split mid-line.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    tokio::spawn(async move {
+        let mut i = 0;
+        let mut piece = 7;
+        let stop_at = if cut { bytes.len() / 2 } else { bytes.len() };
+        while i < stop_at {
+            let end = (i + piece).min(stop_at);
+            if tx
+                .send(Ok(Bytes::copy_from_slice(&bytes[i..end])))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            i = end;
+            piece = piece % 53 + 11;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if cut {
+            let _ = tx
+                .send(Err(std::io::Error::other("connection reset")))
+                .await;
+        }
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
+        .unwrap()
+}

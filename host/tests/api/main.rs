@@ -1,0 +1,14 @@
+//! Integration tests: the real gateway, in-process, against real databases
+//! and mock upstreams that speak each provider's wire protocol.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod adapters;
+mod admin;
+mod errors;
+mod helpers;
+mod relay;

@@ -1,0 +1,282 @@
+//! Chat relayed end to end through the OpenAI adapter component.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn app_with_channel() -> (TestApp, MockUpstream, i64, String) {
+    let app = spawn_app().await;
+    let mock = MockUpstream::start("sk-upstream-1").await;
+    let channel = app
+        .channel(json!({
+            "name": "mock", "type": "openai", "secret_key": "sk-upstream-1",
+            "base_url": mock.base_url(), "models": ["gpt-4o-mini"],
+        }))
+        .await;
+    let (user, key) = app.user_with_key(1_000_000).await;
+    assert!(user > 0);
+    (app, mock, channel, key)
+}
+
+#[tokio::test]
+async fn non_stream_answer_and_usage_are_recorded() {
+    let (app, mock, channel, key) = app_with_channel().await;
+    let r = app.chat(&key, chat_body("gpt-4o-mini", false)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-request-id").is_some());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], MOCK_REPLY);
+    assert_eq!(v["usage"]["prompt_tokens"], MOCK_PROMPT_TOKENS);
+    // The adapter forwarded the client's request with the upstream's key.
+    assert_eq!(mock.last_body()["model"], "gpt-4o-mini");
+    assert!(mock.last_body().get("stream_options").is_none());
+
+    let logs = app.logs().await;
+    assert_eq!(logs.len(), 1);
+    let log = &logs[0];
+    assert_eq!(log["channel_id"], channel);
+    assert_eq!(log["prompt_tokens"], MOCK_PROMPT_TOKENS);
+    assert_eq!(log["completion_tokens"], MOCK_COMPLETION_TOKENS);
+    let charged = (MOCK_PROMPT_TOKENS + MOCK_COMPLETION_TOKENS) as i64;
+    assert_eq!(log["quota"], charged);
+    assert_eq!(log["is_stream"], 0);
+    let user = app.user(log["user_id"].as_i64().unwrap()).await;
+    assert_eq!(user["used_quota"], charged);
+    assert_eq!(user["quota"], 1_000_000 - charged);
+    assert_eq!(user["request_count"], 1);
+}
+
+#[tokio::test]
+async fn stream_with_usage_relays_chunks_and_bills_upstream_usage() {
+    let (app, mock, _, key) = app_with_channel().await;
+    let mut body = chat_body("gpt-4o-mini", true);
+    body["stream_options"] = json!({"include_usage": true});
+    let r = app.chat(&key, body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let data = sse_data(r).await;
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(chunk_text(&data), MOCK_REPLY);
+    let usage_chunk: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(
+        usage_chunk["usage"]["completion_tokens"],
+        MOCK_COMPLETION_TOKENS
+    );
+    assert_eq!(mock.last_body()["stream_options"]["include_usage"], true);
+
+    let logs = app.logs().await;
+    assert_eq!(logs[0]["is_stream"], 1);
+    assert_eq!(logs[0]["prompt_tokens"], MOCK_PROMPT_TOKENS);
+    assert_eq!(logs[0]["completion_tokens"], MOCK_COMPLETION_TOKENS);
+}
+
+#[tokio::test]
+async fn stream_without_client_usage_option_still_bills_and_hides_the_usage_chunk() {
+    let (app, mock, _, key) = app_with_channel().await;
+    let data = sse_data(app.chat(&key, chat_body("gpt-4o-mini", true)).await).await;
+    assert_eq!(chunk_text(&data), MOCK_REPLY);
+    // Transit asked the upstream for usage...
+    assert_eq!(mock.last_body()["stream_options"]["include_usage"], true);
+    // ...but the client, who did not, gets no usage-only chunk.
+    assert!(data.iter().all(|d| !d.contains("\"usage\":{")));
+    let logs = app.logs().await;
+    assert_eq!(logs[0]["completion_tokens"], MOCK_COMPLETION_TOKENS);
+}
+
+#[tokio::test]
+async fn stream_where_upstream_sends_no_usage_is_billed_by_count() {
+    let (app, mock, _, key) = app_with_channel().await;
+    mock.set(Behavior::NoUsage);
+    let data = sse_data(app.chat(&key, chat_body("gpt-4o-mini", true)).await).await;
+    assert_eq!(chunk_text(&data), MOCK_REPLY);
+    let logs = app.logs().await;
+    let expected_output = MOCK_REPLY.len().div_ceil(4) as i64;
+    assert_eq!(logs[0]["completion_tokens"], expected_output);
+    assert!(logs[0]["prompt_tokens"].as_i64().unwrap() > 0);
+    assert_eq!(
+        logs[0]["quota"],
+        logs[0]["prompt_tokens"].as_i64().unwrap() + expected_output
+    );
+}
+
+#[tokio::test]
+async fn stream_cut_by_the_upstream_ends_with_an_error_event_and_is_billed() {
+    let (app, mock, _, key) = app_with_channel().await;
+    mock.set(Behavior::CutMidStream);
+    let r = app.chat(&key, chat_body("gpt-4o-mini", true)).await;
+    assert_eq!(r.status(), 200);
+    let data = sse_data(r).await;
+    assert!(data.last().unwrap().contains("\"error\""), "{data:?}");
+    assert_ne!(data.last().map(String::as_str), Some("[DONE]"));
+    let delivered = chunk_text(&data);
+    assert!(!delivered.is_empty() && delivered.len() < MOCK_REPLY.len());
+    let logs = app.logs().await;
+    assert_eq!(
+        logs[0]["completion_tokens"],
+        delivered.len().div_ceil(4) as i64
+    );
+    assert_eq!(logs[0]["content"], "upstream failed mid-stream");
+}
+
+#[tokio::test]
+async fn upstream_500_fails_over_to_the_next_channel() {
+    let app = spawn_app().await;
+    let broken = MockUpstream::start("sk-a").await;
+    broken.set(Behavior::ServerError);
+    let healthy = MockUpstream::start("sk-b").await;
+    let first = app
+        .channel(json!({"name": "broken", "secret_key": "sk-a", "base_url": broken.base_url(), "models": "m", "priority": 10}))
+        .await;
+    let second = app
+        .channel(json!({"name": "healthy", "secret_key": "sk-b", "base_url": healthy.base_url(), "models": "m", "priority": 0}))
+        .await;
+    let (_, key) = app.user_with_key(10_000).await;
+    for stream in [false, true] {
+        let r = app.chat(&key, chat_body("m", stream)).await;
+        assert_eq!(r.status(), 200);
+        if stream {
+            assert_eq!(chunk_text(&sse_data(r).await), MOCK_REPLY);
+        }
+    }
+    assert_eq!(broken.requests(), 2);
+    assert_eq!(healthy.requests(), 2);
+    let logs = app.logs().await;
+    assert!(
+        logs.iter()
+            .all(|l| l["channel_id"] == second && l["channel_id"] != first)
+    );
+}
+
+#[tokio::test]
+async fn upstream_401_is_a_gateway_error_that_does_not_leak_the_upstream_message() {
+    let app = spawn_app().await;
+    let mock = MockUpstream::start("sk-right").await;
+    app.channel(json!({"name": "wrong key", "secret_key": "sk-wrong-key", "base_url": mock.base_url(), "models": "m"}))
+        .await;
+    let (user, key) = app.user_with_key(10_000).await;
+    let r = app.chat(&key, chat_body("m", false)).await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_auth_failed");
+    assert!(!v.to_string().contains("sk-wron"), "{v}");
+    // Nothing was charged.
+    app.settled().await;
+    assert_eq!(app.user(user).await["used_quota"], 0);
+}
+
+#[tokio::test]
+async fn upstream_client_errors_pass_through_in_openai_shape() {
+    let (app, mock, _, key) = app_with_channel().await;
+    mock.set(Behavior::BadRequest);
+    let r = app.chat(&key, chat_body("gpt-4o-mini", false)).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "Invalid value for 'temperature': must be <= 2."
+    );
+    assert_eq!(v["error"]["code"], "invalid_value");
+    assert_eq!(mock.requests(), 1, "a client error is not retried");
+
+    mock.set(Behavior::RateLimited);
+    let r = app.chat(&key, chat_body("gpt-4o-mini", false)).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "3");
+}
+
+#[tokio::test]
+async fn model_mapping_rewrites_the_upstream_model() {
+    let app = spawn_app().await;
+    let mock = MockUpstream::start("k").await;
+    app.channel(
+        json!({"name": "mapped", "secret_key": "k", "base_url": mock.base_url(),
+                       "models": ["gpt-4o"], "model_mapping": {"gpt-4o": "gpt-4o-2024-08-06"}}),
+    )
+    .await;
+    let (_, key) = app.user_with_key(10_000).await;
+    let r = app.chat(&key, chat_body("gpt-4o", false)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(mock.last_body()["model"], "gpt-4o-2024-08-06");
+    let logs = app.logs().await;
+    assert_eq!(logs[0]["model"], "gpt-4o");
+}
+
+#[tokio::test]
+async fn models_lists_what_the_token_may_call() {
+    let app = spawn_app().await;
+    let mock = MockUpstream::start("k").await;
+    app.channel(json!({"name": "a", "secret_key": "k", "base_url": mock.base_url(), "models": "gpt-a,gpt-b"}))
+        .await;
+    let (user, key) = app.user_with_key(10).await;
+    let v: Value = app
+        .client
+        .get(app.url("/v1/models"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["gpt-a", "gpt-b"]);
+    assert_eq!(v["object"], "list");
+
+    let limited = app.key_for(user, json!({"models": ["gpt-b"]})).await;
+    let v: Value = app
+        .client
+        .get(app.url("/v1/models"))
+        .bearer_auth(&limited)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    let r = app.chat(&limited, chat_body("gpt-a", false)).await;
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn a_channel_change_through_one_instance_reaches_another() {
+    let a = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let b = spawn_app_on(dir, a.database_url.clone(), |_| {}).await;
+    let mock = MockUpstream::start("k").await;
+    let id = a
+        .channel(json!({"name": "shared", "secret_key": "k", "base_url": mock.base_url(), "models": "m"}))
+        .await;
+    let (_, key) = a.user_with_key(10_000).await;
+    // Instance b notices the new channel without being told.
+    let mut ok = false;
+    for _ in 0..40 {
+        if b.chat(&key, chat_body("m", false)).await.status() == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ok, "instance b never saw the channel");
+    let r = a
+        .admin_patch(
+            &format!("/admin/channels/{id}"),
+            json!({"status": "disabled"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let mut stopped = false;
+    for _ in 0..40 {
+        if b.chat(&key, chat_body("m", false)).await.status() == 503 {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(stopped, "instance b kept using a disabled channel");
+}

@@ -1,0 +1,543 @@
+//! OpenAI's chat wire format, and helpers for OpenAI-compatible upstreams.
+//!
+//! The structs keep every field they do not name in `extra`, so a request or
+//! response that passes through an adapter loses nothing.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{
+    AdapterError, Call, ChunkBatch, Event, StreamTranslator, Translated, UpstreamRequest,
+    UpstreamResponse, Usage, errors, json,
+};
+
+/// A chat completion request (`POST /v1/chat/completions`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One chat message. `content` is a string or a list of content parts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Message {
+    /// The message's text: the string content, or its text parts joined.
+    pub fn text(&self) -> String {
+        match &self.content {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    pub function: FunctionDef,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionDef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub function: FunctionCall,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub arguments: String,
+}
+
+fn function_type() -> String {
+    "function".to_owned()
+}
+
+/// A chat completion response.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletion {
+    pub id: String,
+    #[serde(default = "completion_object")]
+    pub object: String,
+    #[serde(default)]
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<Choice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageJson>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn completion_object() -> String {
+    "chat.completion".to_owned()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub index: u32,
+    pub message: Message,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+/// One `chat.completion.chunk` of a stream.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatChunk {
+    pub id: String,
+    #[serde(default = "chunk_object")]
+    pub object: String,
+    #[serde(default)]
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<ChunkChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageJson>,
+}
+
+fn chunk_object() -> String {
+    "chat.completion.chunk".to_owned()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChunkChoice {
+    pub index: u32,
+    pub delta: Delta,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+}
+
+/// OpenAI's `usage` object.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageJson {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub total_tokens: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    #[serde(default)]
+    pub cached_tokens: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompletionTokensDetails {
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+}
+
+impl From<&Usage> for UsageJson {
+    fn from(u: &Usage) -> Self {
+        Self {
+            prompt_tokens: u.input_tokens,
+            completion_tokens: u.output_tokens,
+            total_tokens: u.input_tokens + u.output_tokens,
+            prompt_tokens_details: (u.cache_read_tokens > 0).then_some(PromptTokensDetails {
+                cached_tokens: u.cache_read_tokens,
+            }),
+            completion_tokens_details: (u.reasoning_tokens > 0).then_some(
+                CompletionTokensDetails {
+                    reasoning_tokens: u.reasoning_tokens,
+                },
+            ),
+        }
+    }
+}
+
+/// Read OpenAI-style usage from a JSON value: `prompt_tokens` /
+/// `completion_tokens` (or `input_tokens` / `output_tokens`), with cached and
+/// reasoning token details. `None` if the value is null or has no counts.
+pub fn usage_from_json(value: &Value) -> Option<Usage> {
+    let obj = value.as_object()?;
+    let num = |v: Option<&Value>| v.and_then(Value::as_u64);
+    let input = num(obj.get("prompt_tokens")).or(num(obj.get("input_tokens")));
+    let output = num(obj.get("completion_tokens")).or(num(obj.get("output_tokens")));
+    if input.is_none() && output.is_none() {
+        return None;
+    }
+    let detail = |outer: &str, alt: &str, inner: &str| {
+        obj.get(outer)
+            .or(obj.get(alt))
+            .and_then(|d| d.get(inner))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let mut usage = Usage::tokens(input.unwrap_or(0), output.unwrap_or(0));
+    usage.cache_read_tokens = detail(
+        "prompt_tokens_details",
+        "input_tokens_details",
+        "cached_tokens",
+    );
+    usage.reasoning_tokens = detail(
+        "completion_tokens_details",
+        "output_tokens_details",
+        "reasoning_tokens",
+    );
+    Some(usage)
+}
+
+/// The URL of an OpenAI-style endpoint under a channel's base URL.
+///
+/// A base URL without a path (`https://api.openai.com`) gets `/v1` added; one
+/// with a path (`https://ark.cn-beijing.volces.com/api/v3`,
+/// `https://api.openai.com/v1`) is used as it is. `path` is relative, e.g.
+/// `chat/completions`.
+pub fn endpoint_url(base_url: &str, path: &str) -> String {
+    let base = base_url.trim_end_matches('/');
+    let after_scheme = base.split_once("://").map_or(base, |(_, rest)| rest);
+    if after_scheme.contains('/') {
+        format!("{base}/{path}")
+    } else {
+        format!("{base}/v1/{path}")
+    }
+}
+
+/// Headers for a bearer-authenticated JSON request, plus the channel options
+/// `organization` / `project` (OpenAI) and any `header.NAME` option.
+pub fn bearer_headers(call: &Call) -> Vec<(String, String)> {
+    let mut headers = vec![
+        (
+            "authorization".to_owned(),
+            format!("Bearer {}", call.channel.api_key),
+        ),
+        ("content-type".to_owned(), "application/json".to_owned()),
+    ];
+    if let Some(org) = call.channel.option("organization") {
+        headers.push(("openai-organization".to_owned(), org.to_owned()));
+    }
+    if let Some(project) = call.channel.option("project") {
+        headers.push(("openai-project".to_owned(), project.to_owned()));
+    }
+    for (k, v) in &call.channel.options {
+        if let Some(name) = k.strip_prefix("header.") {
+            headers.push((name.to_owned(), v.clone()));
+        }
+    }
+    headers
+}
+
+/// Build a chat request for an OpenAI-compatible upstream: the body is the
+/// client's, with `model` set to the upstream model and, on streams,
+/// `stream_options.include_usage` forced on so the upstream reports usage.
+pub fn prepare_chat(call: &Call, body: &[u8], url: &str) -> Result<UpstreamRequest, AdapterError> {
+    let mut req = json::parse_object(body)?;
+    req.insert("model".to_owned(), Value::String(call.model.clone()));
+    if call.stream {
+        req.insert("stream".to_owned(), Value::Bool(true));
+        let options = req
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !options.is_object() {
+            *options = Value::Object(Map::new());
+        }
+        if let Some(o) = options.as_object_mut() {
+            o.insert("include_usage".to_owned(), Value::Bool(true));
+        }
+    } else {
+        req.remove("stream_options");
+    }
+    Ok(UpstreamRequest::post_json(
+        url.to_owned(),
+        bearer_headers(call),
+        json::to_vec(&req)?,
+    ))
+}
+
+/// Translate a non-streamed OpenAI-compatible response: the body passes
+/// through untouched and the usage is read from it. A 2xx body that carries an
+/// `error` object (some vendors do this) is an upstream error.
+pub fn parse_chat(response: &UpstreamResponse) -> Result<Translated, AdapterError> {
+    let value = json::parse_upstream(&response.body)?;
+    if let Some(err) = value.get("error").filter(|e| !e.is_null()) {
+        let (message, code) = errors::error_message(&serde_json::to_vec(err).unwrap_or_default());
+        return Err(AdapterError::Upstream(crate::UpstreamError {
+            status: 502,
+            retryable: true,
+            message,
+            code,
+        }));
+    }
+    if !value.is_object() {
+        return Err(errors::upstream(
+            502,
+            true,
+            "upstream answered with a JSON value that is not an object",
+        ));
+    }
+    Ok(Translated {
+        body: response.body.clone(),
+        content_type: "application/json".to_owned(),
+        usage: value.get("usage").and_then(usage_from_json),
+    })
+}
+
+/// Stream translator for upstreams that already speak OpenAI's SSE: chunks
+/// pass through unchanged, usage is read from them, and the usage-only chunk
+/// that Transit asked for is dropped if the client did not ask for it.
+pub struct PassthroughStream {
+    include_usage: bool,
+}
+
+impl StreamTranslator for PassthroughStream {
+    fn new(call: Call) -> Self {
+        Self {
+            include_usage: call.include_usage,
+        }
+    }
+
+    fn push(&mut self, events: Vec<Event>) -> Result<ChunkBatch, AdapterError> {
+        let mut batch = ChunkBatch::empty();
+        for event in events {
+            let data = trim_ascii(&event.data);
+            if data.is_empty() {
+                continue;
+            }
+            if data == b"[DONE]" {
+                batch.done = true;
+                continue;
+            }
+            let value: Value = match serde_json::from_slice(data) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Err(errors::upstream(
+                        502,
+                        false,
+                        format!("upstream sent a stream event that is not JSON: {e}"),
+                    ));
+                }
+            };
+            if let Some(err) = value.get("error").filter(|e| !e.is_null()) {
+                let (message, code) =
+                    errors::error_message(&serde_json::to_vec(err).unwrap_or_default());
+                return Err(AdapterError::Upstream(crate::UpstreamError {
+                    status: 502,
+                    retryable: false,
+                    message,
+                    code,
+                }));
+            }
+            let usage = value.get("usage").and_then(usage_from_json);
+            let usage_only = usage.is_some()
+                && value
+                    .get("choices")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty);
+            if usage.is_some() {
+                batch.usage = usage;
+            }
+            if usage_only && !self.include_usage {
+                continue;
+            }
+            batch.chunks.push(data.to_vec());
+        }
+        Ok(batch)
+    }
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{call, response, sse_events};
+
+    #[test]
+    fn endpoint_url_adds_v1_only_without_a_path() {
+        assert_eq!(
+            endpoint_url("https://api.openai.com", "chat/completions"),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            endpoint_url("https://api.openai.com/v1/", "chat/completions"),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            endpoint_url(
+                "https://ark.cn-beijing.volces.com/api/v3",
+                "chat/completions"
+            ),
+            "https://ark.cn-beijing.volces.com/api/v3/chat/completions"
+        );
+        assert_eq!(
+            endpoint_url("http://127.0.0.1:11434", "embeddings"),
+            "http://127.0.0.1:11434/v1/embeddings"
+        );
+    }
+
+    #[test]
+    fn usage_reads_details() {
+        let v: Value = serde_json::from_str(
+            r#"{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,
+                "prompt_tokens_details":{"cached_tokens":4},
+                "completion_tokens_details":{"reasoning_tokens":2}}"#,
+        )
+        .unwrap();
+        let u = usage_from_json(&v).unwrap();
+        assert_eq!(
+            (
+                u.input_tokens,
+                u.output_tokens,
+                u.cache_read_tokens,
+                u.reasoning_tokens
+            ),
+            (10, 5, 4, 2)
+        );
+        assert_eq!(usage_from_json(&Value::Null), None);
+        assert_eq!(usage_from_json(&serde_json::json!({})), None);
+    }
+
+    #[test]
+    fn prepare_chat_sets_model_and_usage_option() {
+        let c = call("chat.completions", "gpt-up", true);
+        let req = prepare_chat(
+            &c,
+            br#"{"model":"alias","messages":[{"role":"user","content":"hi"}],"stream":true,"seed":7}"#,
+            "http://u/v1/chat/completions",
+        )
+        .unwrap();
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(body["model"], "gpt-up");
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert_eq!(body["seed"], 7, "unknown fields survive");
+        assert!(
+            req.headers
+                .iter()
+                .any(|(k, v)| k == "authorization" && v == "Bearer sk-test")
+        );
+    }
+
+    #[test]
+    fn prepare_chat_rejects_non_objects() {
+        let c = call("chat.completions", "m", false);
+        assert!(matches!(
+            prepare_chat(&c, b"[1,2]", "u"),
+            Err(AdapterError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            prepare_chat(&c, b"{", "u"),
+            Err(AdapterError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn parse_chat_passes_body_and_reads_usage() {
+        let body = br#"{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+        let t = parse_chat(&response(200, body)).unwrap();
+        assert_eq!(t.body, body.to_vec());
+        assert_eq!(t.usage, Some(Usage::tokens(3, 4)));
+        assert!(matches!(
+            parse_chat(&response(200, b"<html>")),
+            Err(AdapterError::Upstream(_))
+        ));
+        assert!(matches!(
+            parse_chat(&response(200, br#"{"error":{"message":"quota"}}"#)),
+            Err(AdapterError::Upstream(_))
+        ));
+    }
+
+    #[test]
+    fn passthrough_stream_drops_unrequested_usage_chunk() {
+        let transcript = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1,\"total_tokens\":6}}\n\n\
+data: [DONE]\n\n";
+        let mut quiet = PassthroughStream::new(call("chat.completions", "m", true));
+        let batch = quiet.push(sse_events(transcript)).unwrap();
+        assert_eq!(batch.chunks.len(), 1);
+        assert_eq!(batch.usage, Some(Usage::tokens(5, 1)));
+        assert!(batch.done);
+
+        let mut c = call("chat.completions", "m", true);
+        c.include_usage = true;
+        let mut loud = PassthroughStream::new(c);
+        assert_eq!(loud.push(sse_events(transcript)).unwrap().chunks.len(), 2);
+    }
+
+    #[test]
+    fn passthrough_stream_reports_error_events() {
+        let mut s = PassthroughStream::new(call("chat.completions", "m", true));
+        let r = s.push(sse_events(
+            "data: {\"error\":{\"message\":\"overloaded\"}}\n\n",
+        ));
+        assert!(matches!(r, Err(AdapterError::Upstream(e)) if e.message == "overloaded"));
+        assert!(s.push(sse_events("data: {not json\n\n")).is_err());
+    }
+}
