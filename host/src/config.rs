@@ -253,6 +253,17 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_configuration_parses() {
+        Jail::expect_with(|_| {
+            let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/transit.toml");
+            let c: Config = Config::figment(sample).extract()?;
+            assert_eq!(c.listen.port(), 3000);
+            assert_eq!(c.adapters.memory_limit_mib, 64);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn secrets_do_not_print() {
         let c = Config {
             admin_token: Some(Secret::new("hunter2")),

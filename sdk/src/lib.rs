@@ -213,7 +213,11 @@ impl UpstreamRequest {
 #[macro_export]
 macro_rules! export_adapter {
     ($adapter:ty) => {
+        // Exports only exist in the component; a native build of the crate
+        // (for its unit tests) has nothing to export.
+        #[cfg(target_arch = "wasm32")]
         type __TransitAdapterGlue = $crate::__private::Glue<$adapter>;
+        #[cfg(target_arch = "wasm32")]
         $crate::__private::bindings::__export_transit_adapter!(
             __TransitAdapterGlue with_types_in $crate::__private::bindings
         );

@@ -274,3 +274,115 @@ fn wit_version_of(component: &Component, engine: &Engine) -> anyhow::Result<&'st
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(stream: bool) -> Call {
+        Call {
+            endpoint: "chat.completions".into(),
+            model: "gpt-4o-mini".into(),
+            stream,
+            include_usage: false,
+            channel: ChannelInfo {
+                kind: "openai".into(),
+                base_url: "https://api.openai.com".into(),
+                api_key: "sk-channel".into(),
+                options: vec![],
+            },
+        }
+    }
+
+    /// The built-in OpenAI adapter, as the compiled component, through the
+    /// host bindings: prepare, parse, stream and error mapping.
+    #[tokio::test]
+    async fn builtin_openai_component_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(&AdapterConfig::default(), Some(dir.path()))
+            .await
+            .unwrap();
+        let adapter = runtime.get("openai").expect("built in");
+        assert_eq!(adapter.wit_version, "0.1.0");
+        assert!(adapter.builtin);
+        let mut lease = runtime.instantiate(&adapter).await.unwrap();
+        assert_eq!(adapter.in_flight(), 1);
+
+        let req = lease
+            .instance
+            .prepare_request(
+                &call(true),
+                br#"{"model":"x","messages":[{"role":"user","content":"hi"}]}"#,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.url, "https://api.openai.com/v1/chat/completions");
+        assert_eq!(req.framing, Framing::Sse);
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(body["model"], "gpt-4o-mini");
+        assert_eq!(body["stream_options"]["include_usage"], true);
+
+        let bad = lease
+            .instance
+            .prepare_request(&call(false), b"not json")
+            .await
+            .unwrap();
+        assert!(matches!(bad, Err(AdapterError::InvalidRequest(_))));
+
+        let stream = lease.instance.open_stream(&call(true)).await.unwrap();
+        let events = vec![
+            Event { name: None, data: br#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#.to_vec() },
+            Event { name: None, data: br#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#.to_vec() },
+            Event { name: None, data: b"[DONE]".to_vec() },
+        ];
+        let batch = lease
+            .instance
+            .push(&stream, &events)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            batch.chunks.len(),
+            1,
+            "usage-only chunk hidden from a client that did not ask"
+        );
+        assert!(batch.done);
+        assert_eq!(
+            batch.usage.map(|u| (u.input_tokens, u.output_tokens)),
+            Some((3, 1))
+        );
+
+        let err = lease
+            .instance
+            .map_error(
+                &call(false),
+                &UpstreamResponse {
+                    status: 429,
+                    headers: vec![("retry-after".into(), "7".into())],
+                    body: b"{}".to_vec(),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(matches!(err, AdapterError::RateLimited(r) if r.retry_after_ms == Some(7000)));
+        drop(lease);
+        assert_eq!(adapter.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn components_that_are_not_adapters_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(&AdapterConfig::default(), Some(dir.path()))
+            .await
+            .unwrap();
+        let err = runtime
+            .compile(b"\0asm\x01\0\0\0", false)
+            .await
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("compiling"), "{err:#}");
+        let err = runtime.compile(b"garbage", false).await.err().unwrap();
+        assert!(format!("{err:#}").contains("compiling"), "{err:#}");
+    }
+}

@@ -16,12 +16,12 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use transit::adapter::types::{
+pub use self::transit::adapter::types::{
     AdapterError, AdapterInfo, Call, Channel, ChunkBatch, Event, Framing, Translated,
     UpstreamRequest, UpstreamResponse, Usage,
 };
 
-use transit::adapter::host::LogLevel;
+use self::transit::adapter::host::LogLevel;
 
 /// Per-store state: an empty WASI context (no files, sockets, environment
 /// or stdio) and the memory limiter.
@@ -41,9 +41,9 @@ impl WasiView for GuestState {
     }
 }
 
-impl transit::adapter::types::Host for GuestState {}
+impl self::transit::adapter::types::Host for GuestState {}
 
-impl transit::adapter::host::Host for GuestState {
+impl self::transit::adapter::host::Host for GuestState {
     fn log(&mut self, level: LogLevel, message: String) {
         const MAX: usize = 4096;
         let mut message = message;

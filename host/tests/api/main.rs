@@ -12,3 +12,4 @@ mod admin;
 mod errors;
 mod helpers;
 mod relay;
+mod sdk;
