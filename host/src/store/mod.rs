@@ -83,9 +83,25 @@ impl Db {
                 .with_context(|| format!("creating database directory {}", dir.display()))?;
         }
         let max = if backend == Backend::Sqlite { 8 } else { 32 };
-        let pool = AnyPoolOptions::new()
+        let mut options = AnyPoolOptions::new()
             .max_connections(max)
-            .acquire_timeout(std::time::Duration::from_secs(10))
+            .acquire_timeout(std::time::Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            // WAL lets readers (token lookups) proceed while a write commits;
+            // NORMAL sync in WAL mode survives a process crash and fsyncs at
+            // checkpoints instead of on every commit.
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
             .connect(&url)
             .await
             .with_context(|| format!("connecting to the {backend:?} database"))?;
