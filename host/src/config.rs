@@ -67,6 +67,7 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub adapters: AdapterConfig,
     pub relay: RelayConfig,
+    pub billing: crate::billing::BillingConfig,
     pub log: LogConfig,
 }
 
@@ -131,6 +132,7 @@ impl Default for Config {
             upstream: UpstreamConfig::default(),
             adapters: AdapterConfig::default(),
             relay: RelayConfig::default(),
+            billing: crate::billing::BillingConfig::default(),
             log: LogConfig::default(),
         }
     }

@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/v1", v1)
         .nest("/admin", admin::routes(state.clone()))
+        .route("/api/user/topup", post(admin::redeem))
         .route("/health", get(health))
         .route("/", get(index))
         .fallback(not_found)

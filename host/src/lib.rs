@@ -39,7 +39,7 @@ pub struct Inner {
     pub http: reqwest::Client,
     pub secrets: SecretBox,
     pub admin: AdminAuth,
-    pub recorder: billing::Recorder,
+    pub billing: Arc<billing::Billing>,
 }
 
 impl Deref for AppState {
@@ -85,6 +85,11 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
     let runtime = adapters::Runtime::new(&adapter_config, Some(&cache_dir)).await?;
 
     let router = Arc::new(channels::Router::load(db.clone(), secrets.clone()).await?);
+    let billing = billing::Billing::load(db.clone(), config.billing.clone()).await?;
+    // Holds left by an instance that stopped are settled as soon as their
+    // lease runs out; anything already expired is settled now.
+    billing.recover_expired().await?;
+    let maintenance = billing.spawn_maintenance();
     let refresher = router.spawn_refresher(Duration::from_millis(
         config.relay.channel_refresh_ms.max(100),
     ));
@@ -102,7 +107,7 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
         .context("building the HTTP client")?;
 
     let state = AppState(Arc::new(Inner {
-        recorder: billing::Recorder::new(db.clone()),
+        billing,
         config,
         db,
         router,
@@ -115,7 +120,7 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
         router: http::router(state.clone()),
         state,
         generated_admin_token,
-        background: vec![refresher],
+        background: vec![refresher, maintenance],
     })
 }
 
@@ -165,7 +170,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("serving HTTP")?;
     tracing::info!("shutting down: waiting for usage records to be written");
-    app.state.recorder.flush().await;
+    app.state.billing.flush().await;
     app.state.db.close().await;
     Ok(())
 }

@@ -4,6 +4,8 @@
 //! instance's routing table at once, and other instances notice the change
 //! in the database within `relay.channel_refresh_ms`.
 
+mod money;
+
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, Request, State};
@@ -33,6 +35,19 @@ pub fn routes(app: AppState) -> Router<AppState> {
         .route("/channel-types", get(channel_types))
         .route("/users", get(list_users).post(create_user))
         .route("/users/{id}", get(get_user))
+        .route("/users/{id}/usage", get(money::user_usage))
+        .route("/users/{id}/topups", get(money::user_topups))
+        .route("/tokens/{id}/usage", get(money::token_usage))
+        .route("/pricing", get(money::get_pricing).put(money::put_pricing))
+        .route("/recharge", axum::routing::post(money::recharge))
+        .route(
+            "/redemptions",
+            get(money::list_redemptions).post(money::create_redemptions),
+        )
+        .route(
+            "/redemptions/{id}",
+            axum::routing::delete(money::disable_redemption),
+        )
         .route("/tokens", get(list_tokens).post(create_token))
         .route(
             "/tokens/{id}",
@@ -82,10 +97,10 @@ async fn require_admin(State(app): State<AppState>, request: Request, next: Next
     }
 }
 
-type AdminResult = Result<Response, GatewayError>;
+pub(crate) type AdminResult = Result<Response, GatewayError>;
 
 /// A JSON body, with a 400 in OpenAI's shape when it does not parse.
-struct Body<T>(T);
+pub(crate) struct Body<T>(pub T);
 
 impl<T, S> axum::extract::FromRequest<S> for Body<T>
 where
@@ -563,3 +578,5 @@ async fn list_logs(State(app): State<AppState>, Query(f): Query<LogFilter>) -> A
     let limit = f.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(json!({ "data": app.db.recent_logs(limit).await? })).into_response())
 }
+
+pub use money::redeem;

@@ -1,58 +1,493 @@
-//! Turning usage into quota, and recording it.
+//! Billing: the price list, holds placed before a call, and settlement after.
 //!
-//! Quota is an integer number of units. Until per-model pricing lands, a
-//! call costs one unit per prompt or completion token (cached prompt tokens
-//! included); every charge flows through [`quota_for`], so pricing changes in
-//! one place.
+//! Per call:
+//! 1. **Hold.** The estimate (prompt tokens counted with a tokenizer, plus
+//!    `max_tokens` or `billing.default_max_tokens`, at the model's price) is
+//!    taken from the user's balance and the token's remaining quota in one
+//!    conditional update that refuses to overdraw, and recorded in the
+//!    `holds` table. If it does not fit, the call is refused with
+//!    `insufficient_quota` and nothing changes.
+//! 2. **Settle.** When the call ends, the hold is deleted (only the call that
+//!    deletes it moves money, so settling twice changes nothing), refunded,
+//!    and the actual cost charged — never more than the balance the hold
+//!    left plus the hold, so no balance goes below zero — with the log row,
+//!    in one transaction. A call that failed before producing output costs
+//!    nothing.
+//! 3. **Recover.** Each instance renews the lease of the holds it owns. A
+//!    hold whose lease ran out belongs to an instance that stopped without
+//!    settling; any instance settles it, charging the prompt only.
 
+pub mod pricing;
+pub mod tokens;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
 use tokio_util::task::TaskTracker;
 
 use crate::adapters::Usage;
-use crate::store::{ConsumeLog, Db};
+use crate::auth::Caller;
+use crate::error::{ErrorKind, GatewayError};
+use crate::store::{ConsumeLog, Db, HoldRow, NewHold, Settlement, now};
+pub use pricing::{PriceSnapshot, Pricing, Ratio};
 
-/// The quota a call with `usage` costs.
-pub fn quota_for(_model: &str, usage: &Usage) -> i64 {
-    let units: u64 = usage.units.iter().map(|(_, n)| *n).sum();
-    let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
-    i64::try_from(tokens.saturating_add(units)).unwrap_or(i64::MAX)
+const PRICING_KEY: &str = "pricing";
+const PRICING_VERSION_KEY: &str = "pricing_version";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingConfig {
+    /// Quota units per unit of currency (US dollar).
+    pub quota_per_usd: u64,
+    /// Output tokens assumed for the hold when a request sets no `max_tokens`.
+    pub default_max_tokens: u64,
+    /// How long a hold outlives its instance's last sign of life before
+    /// another instance settles it.
+    pub hold_lease_secs: u64,
 }
 
-/// A token count for text the upstream did not count for us: about four
-/// bytes of UTF-8 per token, the usual figure for English, rounded up.
-pub fn estimate_tokens(bytes: usize) -> u64 {
-    (bytes as u64).div_ceil(4)
+impl Default for BillingConfig {
+    fn default() -> Self {
+        Self {
+            quota_per_usd: 500_000,
+            default_max_tokens: 1024,
+            hold_lease_secs: 60,
+        }
+    }
 }
 
-/// Writes log rows and quota movements off the request path. Writes in
-/// flight are tracked so a graceful shutdown waits for them.
-#[derive(Clone)]
-pub struct Recorder {
+/// The billing service of one instance.
+pub struct Billing {
     db: Db,
+    pricing: ArcSwap<Pricing>,
+    pricing_version: std::sync::Mutex<String>,
+    pub config: BillingConfig,
+    /// This instance's name on the holds it places.
+    instance: String,
     tracker: TaskTracker,
 }
 
-impl Recorder {
-    pub fn new(db: Db) -> Self {
-        Self {
+impl std::fmt::Debug for Billing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Billing")
+            .field("instance", &self.instance)
+            .finish()
+    }
+}
+
+/// What a call is, for its hold.
+pub struct HoldRequest<'a> {
+    pub caller: &'a Caller,
+    pub model: &'a str,
+    pub prompt_tokens: u64,
+    pub max_output_tokens: Option<u64>,
+    pub request_id: &'a str,
+    pub client_ip: &'a str,
+    pub stream: bool,
+    pub started: Instant,
+}
+
+/// How a call ended.
+pub enum Outcome {
+    /// The upstream answered; `usage` is what it reported or what was counted.
+    Served {
+        channel_id: i64,
+        usage: Usage,
+        first_token: Option<Duration>,
+        note: String,
+    },
+    /// No output was produced: the whole hold goes back.
+    Failed {
+        channel_id: i64,
+        status: u16,
+        message: String,
+    },
+}
+
+/// Quota held for one call. Settle it with [`Hold::settle`]; a hold dropped
+/// unsettled (the client went away while the upstream worked) is settled
+/// for its prompt if the upstream was reached, refunded otherwise.
+pub struct Hold {
+    billing: Arc<Billing>,
+    pub id: String,
+    pub amount: i64,
+    pub price: PriceSnapshot,
+    pub prompt_tokens: u64,
+    user_id: i64,
+    token_id: i64,
+    model: String,
+    request_id: String,
+    client_ip: String,
+    stream: bool,
+    started: Instant,
+    upstream_reached: Option<i64>,
+    settled: bool,
+}
+
+impl Billing {
+    pub async fn load(db: Db, config: BillingConfig) -> anyhow::Result<Arc<Self>> {
+        let billing = Arc::new(Self {
             db,
+            pricing: ArcSwap::from_pointee(Pricing::default()),
+            pricing_version: std::sync::Mutex::new(String::new()),
+            config,
+            instance: uuid::Uuid::new_v4().to_string(),
             tracker: TaskTracker::new(),
-        }
-    }
-
-    pub fn record(&self, log: ConsumeLog) {
-        let db = self.db.clone();
-        self.tracker.spawn(async move {
-            if let Err(e) = db.record_consumption(&log).await {
-                tracing::error!(error = %e, request_id = %log.request_id, quota = log.quota, user = log.user_id, "recording usage failed");
-            }
         });
+        billing.refresh_pricing().await?;
+        tokio::task::spawn_blocking(tokens::warm_up);
+        Ok(billing)
     }
 
-    /// Wait for every write started so far.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn pricing(&self) -> Arc<Pricing> {
+        self.pricing.load_full()
+    }
+
+    /// Replace the price list, for every instance.
+    pub async fn set_pricing(&self, pricing: Pricing) -> anyhow::Result<()> {
+        let json = serde_json::to_string(&pricing)?;
+        self.db.set_option(PRICING_KEY, &json).await?;
+        let version = uuid::Uuid::new_v4().to_string();
+        self.db.set_option(PRICING_VERSION_KEY, &version).await?;
+        self.pricing.store(Arc::new(pricing));
+        if let Ok(mut v) = self.pricing_version.lock() {
+            *v = version;
+        }
+        Ok(())
+    }
+
+    /// Load the price list if another instance changed it.
+    pub async fn refresh_pricing(&self) -> anyhow::Result<()> {
+        let version = self
+            .db
+            .option(PRICING_VERSION_KEY)
+            .await?
+            .unwrap_or_default();
+        let current = self
+            .pricing_version
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        if !current.is_empty() && version == current {
+            return Ok(());
+        }
+        let pricing = match self.db.option(PRICING_KEY).await? {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| anyhow::anyhow!("the stored price list is invalid: {e}"))?,
+            None => Pricing::default(),
+        };
+        self.pricing.store(Arc::new(pricing));
+        if let Ok(mut v) = self.pricing_version.lock() {
+            *v = if version.is_empty() {
+                "default".to_owned()
+            } else {
+                version
+            };
+        }
+        Ok(())
+    }
+
+    /// The price of a call, or an error if the model has none.
+    pub fn quote(&self, model: &str, group: &str) -> Result<PriceSnapshot, GatewayError> {
+        self.pricing
+            .load()
+            .quote(model, group, self.config.quota_per_usd)
+            .ok_or_else(|| {
+                GatewayError::forbidden(format!(
+                    "The model `{model}` has no price on this gateway; ask the operator to set one."
+                ))
+                .with_code("model_not_priced")
+            })
+    }
+
+    /// Place the hold for a call.
+    pub async fn hold(
+        self: &Arc<Self>,
+        req: HoldRequest<'_>,
+        price: PriceSnapshot,
+    ) -> Result<Hold, GatewayError> {
+        let max_out = req
+            .max_output_tokens
+            .unwrap_or(self.config.default_max_tokens);
+        let amount = price.estimate(req.prompt_tokens, max_out);
+        let id = uuid::Uuid::new_v4().to_string();
+        let placed = self
+            .db
+            .place_hold(&NewHold {
+                id: id.clone(),
+                user_id: req.caller.user_id,
+                token_id: req.caller.token_id,
+                amount,
+                model: req.model.to_owned(),
+                prompt_tokens: req.prompt_tokens as i64,
+                price: serde_json::to_string(&price).unwrap_or_default(),
+                request_id: req.request_id.to_owned(),
+                client_ip: req.client_ip.to_owned(),
+                is_stream: req.stream,
+                instance: self.instance.clone(),
+                lease_until: now() + self.config.hold_lease_secs as i64,
+            })
+            .await?;
+        if !placed {
+            return Err(GatewayError::new(
+                ErrorKind::InsufficientQuota,
+                format!(
+                    "You exceeded your current quota: this call needs up to {amount} units \
+                     ({} prompt + {max_out} output tokens of `{}`).",
+                    req.prompt_tokens, req.model
+                ),
+            )
+            .with_code("insufficient_quota"));
+        }
+        Ok(Hold {
+            billing: self.clone(),
+            id,
+            amount,
+            price,
+            prompt_tokens: req.prompt_tokens,
+            user_id: req.caller.user_id,
+            token_id: req.caller.token_id,
+            model: req.model.to_owned(),
+            request_id: req.request_id.to_owned(),
+            client_ip: req.client_ip.to_owned(),
+            stream: req.stream,
+            started: req.started,
+            upstream_reached: None,
+            settled: false,
+        })
+    }
+
+    /// Wait for every settlement started so far.
     pub async fn flush(&self) {
         self.tracker.close();
         self.tracker.wait().await;
         self.tracker.reopen();
+    }
+
+    fn spawn_settlement(&self, settlement: Settlement) {
+        let db = self.db.clone();
+        self.tracker.spawn(async move {
+            // A transient database error must not lose the charge: retry a
+            // few times; the hold stays in the table (and is recovered by
+            // the sweeper) if every try fails.
+            let mut delay = Duration::from_millis(50);
+            for attempt in 1..=5 {
+                match db.settle_hold(&settlement).await {
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!(attempt, hold = %settlement.hold_id, error = %e, "settling a hold failed");
+                        tokio::time::sleep(delay).await;
+                        delay *= 4;
+                    }
+                }
+            }
+            tracing::error!(hold = %settlement.hold_id, "settlement left to the recovery sweep");
+        });
+    }
+
+    /// Renew this instance's leases and settle holds abandoned by others,
+    /// every third of the lease; also pick up price list changes.
+    pub fn spawn_maintenance(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let billing = Arc::downgrade(self);
+        let lease = self.config.hold_lease_secs.max(1);
+        let every = Duration::from_millis((lease * 1000 / 3).clamp(200, 20_000));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(billing) = billing.upgrade() else {
+                    return;
+                };
+                billing.maintain().await;
+            }
+        })
+    }
+
+    async fn maintain(&self) {
+        let lease_until = now() + self.config.hold_lease_secs as i64;
+        if let Err(e) = self.db.renew_holds(&self.instance, lease_until).await {
+            tracing::warn!(error = %e, "renewing hold leases failed");
+        }
+        match self.recover_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(holds = n, "settled holds left by a stopped instance"),
+            Err(e) => tracing::warn!(error = %e, "recovering expired holds failed"),
+        }
+        if let Err(e) = self.refresh_pricing().await {
+            tracing::warn!(error = %e, "checking for price changes failed");
+        }
+    }
+
+    /// Settle every hold whose lease expired, charging its prompt.
+    pub async fn recover_expired(&self) -> anyhow::Result<usize> {
+        let mut settled = 0;
+        loop {
+            let batch = self.db.expired_holds(now(), 200).await?;
+            if batch.is_empty() {
+                return Ok(settled);
+            }
+            for hold in &batch {
+                if self.db.settle_hold(&recovery(hold)).await?.is_some() {
+                    settled += 1;
+                }
+            }
+        }
+    }
+}
+
+fn recovery(hold: &HoldRow) -> Settlement {
+    let usage = Usage {
+        input_tokens: hold.prompt_tokens.max(0) as u64,
+        output_tokens: 0,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
+        reasoning_tokens: 0,
+        units: Vec::new(),
+    };
+    let cost = serde_json::from_str::<PriceSnapshot>(&hold.price)
+        .map(|p| p.cost(&usage))
+        .unwrap_or(hold.amount);
+    Settlement {
+        hold_id: hold.id.clone(),
+        hold_amount: hold.amount,
+        cost,
+        counts_as_request: 1,
+        log: ConsumeLog {
+            kind: "consume",
+            user_id: hold.user_id,
+            token_id: hold.token_id,
+            channel_id: hold.channel_id,
+            model: hold.model.clone(),
+            prompt_tokens: hold.prompt_tokens,
+            price: Some(hold.price.clone()),
+            latency_ms: (now() - hold.created_at).max(0) * 1000,
+            is_stream: hold.is_stream == 1,
+            status_code: 0,
+            request_id: hold.request_id.clone(),
+            client_ip: hold.client_ip.clone(),
+            content: "recovered after the serving instance stopped: prompt billed".to_owned(),
+            ..ConsumeLog::default()
+        },
+    }
+}
+
+impl Hold {
+    /// The call is about to reach `channel_id`'s upstream: from here on an
+    /// abandoned call costs at least its prompt.
+    pub fn reaching(&mut self, channel_id: i64) {
+        self.upstream_reached = Some(channel_id);
+    }
+
+    /// The cost of `usage` at this call's price.
+    pub fn cost(&self, usage: &Usage) -> i64 {
+        self.price.cost(usage)
+    }
+
+    /// End the hold: charge what the call cost, refund the rest. Written in
+    /// the background; [`Billing::flush`] waits for it.
+    pub fn settle(mut self, outcome: Outcome) {
+        self.settled = true;
+        let settlement = self.settlement(outcome);
+        self.billing.spawn_settlement(settlement);
+    }
+
+    fn settlement(&self, outcome: Outcome) -> Settlement {
+        let price = serde_json::to_string(&self.price).ok();
+        let base = ConsumeLog {
+            user_id: self.user_id,
+            token_id: self.token_id,
+            model: self.model.clone(),
+            price,
+            latency_ms: self.started.elapsed().as_millis() as i64,
+            is_stream: self.stream,
+            request_id: self.request_id.clone(),
+            client_ip: self.client_ip.clone(),
+            ..ConsumeLog::default()
+        };
+        match outcome {
+            Outcome::Served {
+                channel_id,
+                usage,
+                first_token,
+                note,
+            } => Settlement {
+                hold_id: self.id.clone(),
+                hold_amount: self.amount,
+                cost: self.price.cost(&usage),
+                counts_as_request: 1,
+                log: ConsumeLog {
+                    kind: "consume",
+                    channel_id,
+                    prompt_tokens: usage.input_tokens as i64,
+                    completion_tokens: usage.output_tokens as i64,
+                    cached_tokens: usage.cache_read_tokens as i64,
+                    cache_write_tokens: usage.cache_write_tokens as i64,
+                    reasoning_tokens: usage.reasoning_tokens as i64,
+                    first_token_ms: first_token.map_or(0, |d| d.as_millis() as i64),
+                    status_code: 200,
+                    content: note,
+                    ..base
+                },
+            },
+            Outcome::Failed {
+                channel_id,
+                status,
+                message,
+            } => Settlement {
+                hold_id: self.id.clone(),
+                hold_amount: self.amount,
+                cost: 0,
+                counts_as_request: 0,
+                log: ConsumeLog {
+                    kind: "error",
+                    channel_id,
+                    status_code: i64::from(status),
+                    content: message,
+                    ..base
+                },
+            },
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let outcome = match self.upstream_reached {
+            Some(channel_id) => Outcome::Served {
+                channel_id,
+                usage: Usage {
+                    input_tokens: self.prompt_tokens,
+                    output_tokens: 0,
+                    cache_read_tokens: 0,
+                    cache_write_tokens: 0,
+                    reasoning_tokens: 0,
+                    units: Vec::new(),
+                },
+                first_token: None,
+                note: "client disconnected before the answer: prompt billed".to_owned(),
+            },
+            None => Outcome::Failed {
+                channel_id: 0,
+                status: 499,
+                message: "client disconnected before the upstream was reached".to_owned(),
+            },
+        };
+        let settlement = self.settlement(outcome);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.billing.spawn_settlement(settlement);
+        }
+        // Without a runtime (process shutdown) the hold stays in the table
+        // and the recovery sweep settles it.
     }
 }
 
@@ -61,19 +496,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quota_counts_tokens_and_units() {
-        let mut u = Usage {
-            input_tokens: 10,
-            output_tokens: 5,
-            cache_read_tokens: 4,
-            cache_write_tokens: 0,
-            reasoning_tokens: 2,
-            units: vec![],
-        };
-        assert_eq!(quota_for("m", &u), 15);
-        u.units.push(("images".into(), 2));
-        assert_eq!(quota_for("m", &u), 17);
-        assert_eq!(estimate_tokens(0), 0);
-        assert_eq!(estimate_tokens(9), 3);
+    fn config_defaults() {
+        let c = BillingConfig::default();
+        assert_eq!(c.quota_per_usd, 500_000);
+        assert!(c.hold_lease_secs >= 10);
     }
 }

@@ -125,8 +125,8 @@ fn unpriced_default() -> ModelPrice {
     ModelPrice::tokens(1_000_000, 1_000_000, 1_000_000, 1_000_000)
 }
 
-/// What one call was priced at, kept in its log row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What one call was priced at, kept in its hold and its log row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PriceSnapshot {
     #[serde(flatten)]
     pub model: ModelPrice,
@@ -162,7 +162,13 @@ impl PriceSnapshot {
         const M: u128 = 1_000_000;
         let group = u128::from(self.group_ratio.0);
         let total_micro3: u128 = if let Some(per_call) = self.model.price_per_call {
-            let calls = usage.units.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+            let calls = usage
+                .units
+                .iter()
+                .map(|(_, n)| *n)
+                .max()
+                .unwrap_or(1)
+                .max(1);
             // dollars(µ) × calls × units-per-dollar × group(µ) → µ² units; scale to µ³.
             u128::from(per_call.0)
                 .saturating_mul(u128::from(calls))
@@ -172,8 +178,11 @@ impl PriceSnapshot {
         } else {
             let m = &self.model;
             let cached = u128::from(usage.cache_read_tokens.min(usage.input_tokens));
-            let writes =
-                u128::from(usage.cache_write_tokens.min(usage.input_tokens - cached as u64));
+            let writes = u128::from(
+                usage
+                    .cache_write_tokens
+                    .min(usage.input_tokens - cached as u64),
+            );
             let plain = u128::from(usage.input_tokens) - cached - writes;
             // Token counts × ratios (µ), summed → µ; × model (µ) × group (µ) → µ³.
             let weighted = (plain * M)
@@ -301,7 +310,10 @@ mod tests {
             .unwrap();
         // 10 000 input: 6 000 cache reads (0.1), 2 000 writes (1.25), 2 000 plain; 100 out (5).
         let cost = claude.cost(&usage(10_000, 100, 6_000, 2_000));
-        assert_eq!(cost, ((2_000 + 600 + 2_500 + 500) as f64 * 1.5).ceil() as i64);
+        assert_eq!(
+            cost,
+            ((2_000 + 600 + 2_500 + 500) as f64 * 1.5).ceil() as i64
+        );
         // Inconsistent counts (cached > input) cannot make a cost negative.
         assert!(claude.cost(&usage(10, 0, 50, 50)) >= 0);
     }

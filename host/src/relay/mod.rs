@@ -29,12 +29,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::adapters::{self, AdapterError, Call, ChannelInfo, Framing, Lease, UpstreamResponse};
+use crate::adapters::{
+    self, AdapterError, Call, ChannelInfo, Framing, Lease, UpstreamResponse, Usage,
+};
 use crate::auth::{self, Caller};
-use crate::billing;
+use crate::billing::{self, Hold, HoldRequest, Outcome};
 use crate::channels::{self, Channel, NoRoute};
 use crate::error::{ErrorKind, GatewayError};
-use crate::store::ConsumeLog;
 
 /// Read a request body under the configured cap.
 pub async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, Bytes), GatewayError> {
@@ -81,9 +82,10 @@ struct ChatProbe {
     model: String,
     stream: bool,
     include_usage: bool,
-    /// Bytes of message text, for estimating prompt tokens when the upstream
-    /// reports none.
-    prompt_bytes: usize,
+    /// Prompt tokens, counted with the model's tokenizer.
+    prompt_tokens: u64,
+    /// The output cap the client set, if any.
+    max_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -114,8 +116,8 @@ fn probe_chat(body: &[u8]) -> Result<ChatProbe, GatewayError> {
             return Err(GatewayError::invalid("`model` must be a string.").with_param("model"));
         }
     };
-    let messages = match obj.get("messages") {
-        Some(serde_json::Value::Array(m)) if !m.is_empty() => m,
+    match obj.get("messages") {
+        Some(serde_json::Value::Array(m)) if !m.is_empty() => {}
         Some(serde_json::Value::Array(_)) => {
             return Err(
                 GatewayError::invalid("`messages` must contain at least one message.")
@@ -147,19 +149,16 @@ fn probe_chat(body: &[u8]) -> Result<ChatProbe, GatewayError> {
         .and_then(|o| serde_json::from_value::<StreamOptions>(o.clone()).ok())
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
-    let prompt_bytes = messages
+    let max_tokens = ["max_completion_tokens", "max_tokens"]
         .iter()
-        .map(|m| match m.get("content") {
-            Some(serde_json::Value::String(s)) => s.len(),
-            Some(other) => other.to_string().len(),
-            None => 0,
-        })
-        .sum();
+        .find_map(|k| obj.get(*k).and_then(serde_json::Value::as_u64));
+    let prompt_tokens = billing::tokens::count_chat(&model, &value);
     Ok(ChatProbe {
         model,
         stream,
         include_usage,
-        prompt_bytes,
+        prompt_tokens,
+        max_tokens,
     })
 }
 
@@ -196,16 +195,13 @@ fn request_id(request: &Request) -> String {
         .unwrap_or_default()
 }
 
-/// Everything about one call that settling it needs.
+/// What the later phases need to know of the call.
 #[derive(Clone)]
 pub(crate) struct CallRecord {
-    pub caller: Caller,
     pub model: String,
     pub request_id: String,
-    pub client_ip: String,
     pub started: Instant,
-    pub stream: bool,
-    pub prompt_bytes: usize,
+    pub prompt_tokens: u64,
 }
 
 async fn relay_chat(
@@ -239,14 +235,30 @@ async fn relay_chat(
             ))
             .with_code("no_available_channel"),
         })?;
+    let price = app.billing.quote(&probe.model, &caller.group)?;
+    let client_ip = ip.map(|i| i.to_string()).unwrap_or_default();
+    let hold = app
+        .billing
+        .hold(
+            HoldRequest {
+                caller: &caller,
+                model: &probe.model,
+                prompt_tokens: probe.prompt_tokens,
+                max_output_tokens: probe.max_tokens,
+                request_id,
+                client_ip: &client_ip,
+                stream: probe.stream,
+                started,
+            },
+            price,
+        )
+        .await?;
+    let mut hold = Some(hold);
     let record = CallRecord {
-        caller,
         model: probe.model.clone(),
         request_id: request_id.to_owned(),
-        client_ip: ip.map(|i| i.to_string()).unwrap_or_default(),
         started,
-        stream: probe.stream,
-        prompt_bytes: probe.prompt_bytes,
+        prompt_tokens: probe.prompt_tokens,
     };
     let mut tried = Vec::new();
     let mut last_error = None;
@@ -255,7 +267,7 @@ async fn relay_chat(
             break;
         };
         tried.push(channel.id);
-        match attempt(app, &channel, &probe, &body, &record).await {
+        match attempt(app, &channel, &probe, &body, &record, &mut hold).await {
             Ok(response) => return Ok(response),
             Err(e) => {
                 tracing::info!(
@@ -274,12 +286,21 @@ async fn relay_chat(
             }
         }
     }
-    Err(last_error.unwrap_or_else(|| {
+    let error = last_error.unwrap_or_else(|| {
         GatewayError::unavailable(format!(
             "No channel is available for the model `{}`.",
             probe.model
         ))
-    }))
+    });
+    // Nothing was produced: the whole hold goes back.
+    if let Some(hold) = hold.take() {
+        hold.settle(Outcome::Failed {
+            channel_id: tried.last().copied().unwrap_or(0),
+            status: error.status.as_u16(),
+            message: error.message.clone(),
+        });
+    }
+    Err(error)
 }
 
 /// One try on one channel.
@@ -289,6 +310,7 @@ async fn attempt(
     probe: &ChatProbe,
     body: &Bytes,
     record: &CallRecord,
+    hold: &mut Option<Hold>,
 ) -> Result<Response, GatewayError> {
     let adapter = app.runtime.get(&channel.adapter).ok_or_else(|| {
         GatewayError::unavailable(format!(
@@ -350,7 +372,7 @@ async fn attempt(
 
     if probe.stream {
         let framing = upstream.framing;
-        return stream::start(app, lease, call, response, framing, channel, record).await;
+        return stream::start(lease, call, response, framing, channel, record, hold).await;
     }
 
     let upstream_response =
@@ -362,15 +384,22 @@ async fn attempt(
         .map_err(|f| guest_failure(&lease, f))?
         .map_err(|e| from_adapter_error(e, channel))?;
     drop(lease);
-    let usage = translated.usage.unwrap_or_else(|| adapters::Usage {
-        input_tokens: billing::estimate_tokens(record.prompt_bytes),
-        output_tokens: 0,
+    let usage = translated.usage.clone().unwrap_or_else(|| Usage {
+        input_tokens: record.prompt_tokens,
+        output_tokens: billing::tokens::count(&record.model, &completion_text(&translated.body)),
         cache_read_tokens: 0,
         cache_write_tokens: 0,
         reasoning_tokens: 0,
         units: Vec::new(),
     });
-    settle(app, record, channel.id, &usage, None, 200, "");
+    if let Some(hold) = hold.take() {
+        hold.settle(Outcome::Served {
+            channel_id: channel.id,
+            usage,
+            first_token: None,
+            note: String::new(),
+        });
+    }
     let mut out = Response::new(Body::from(translated.body));
     let content_type = HeaderValue::from_str(&translated.content_type)
         .unwrap_or(HeaderValue::from_static("application/json"));
@@ -378,35 +407,21 @@ async fn attempt(
     Ok(out)
 }
 
-/// Charge a finished call and write its log row.
-pub(crate) fn settle(
-    app: &AppState,
-    record: &CallRecord,
-    channel_id: i64,
-    usage: &adapters::Usage,
-    first_token: Option<Duration>,
-    status: u16,
-    note: &str,
-) {
-    let quota = billing::quota_for(&record.model, usage);
-    app.recorder.record(ConsumeLog {
-        kind: "consume",
-        user_id: record.caller.user_id,
-        token_id: record.caller.token_id,
-        channel_id,
-        model: record.model.clone(),
-        prompt_tokens: usage.input_tokens as i64,
-        completion_tokens: usage.output_tokens as i64,
-        cached_tokens: usage.cache_read_tokens as i64,
-        quota,
-        latency_ms: record.started.elapsed().as_millis() as i64,
-        first_token_ms: first_token.map_or(0, |d| d.as_millis() as i64),
-        is_stream: record.stream,
-        status_code: i64::from(status),
-        request_id: record.request_id.clone(),
-        client_ip: record.client_ip.clone(),
-        content: note.to_owned(),
-    });
+/// The generated text of a non-streamed chat completion, for counting
+/// tokens when the upstream reported none.
+fn completion_text(body: &[u8]) -> String {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return String::new();
+    };
+    let mut text = String::new();
+    for choice in value["choices"].as_array().into_iter().flatten() {
+        for key in ["content", "reasoning_content"] {
+            if let Some(t) = choice["message"][key].as_str() {
+                text.push_str(t);
+            }
+        }
+    }
+    text
 }
 
 async fn collect_response(
@@ -581,7 +596,12 @@ mod tests {
         let ok = probe_chat(br#"{"model":"m","messages":[{"role":"user","content":"hello"}],"stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
         assert_eq!(ok.model, "m");
         assert!(ok.stream && ok.include_usage);
-        assert_eq!(ok.prompt_bytes, 5);
+        assert_eq!(
+            ok.prompt_tokens,
+            3 + 3 + 1 + 1,
+            "priming, framing, role, text"
+        );
+        assert_eq!(ok.max_tokens, None);
         for (body, param) in [
             (
                 &br#"{"messages":[{"role":"user","content":"x"}]}"#[..],

@@ -18,12 +18,9 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::{
-    CallRecord, framer_for, from_adapter_error, guest_failure, settle, upstream_unreachable,
-};
-use crate::AppState;
+use super::{CallRecord, framer_for, from_adapter_error, guest_failure, upstream_unreachable};
 use crate::adapters::{self, Call, ChunkBatch, Framing, Lease, StreamTranslator, Usage};
-use crate::billing;
+use crate::billing::{self, Hold, Outcome};
 use crate::channels::Channel;
 use crate::error::{ErrorKind, GatewayError};
 
@@ -35,9 +32,11 @@ struct Pump {
     framer: super::framing::Framer,
     upstream: Upstream,
     usage: Option<Usage>,
-    /// Bytes of generated text sent to the client, for estimating output
-    /// tokens when the upstream reports none.
-    delivered: usize,
+    /// Generated text sent to the client, for counting output tokens when
+    /// the upstream reports none (kept up to `MAX_KEPT_TEXT` bytes; beyond
+    /// that only its length).
+    delivered: String,
+    delivered_beyond: usize,
     upstream_done: bool,
     finished: bool,
 }
@@ -121,17 +120,16 @@ impl Pump {
         if let Some(u) = &batch.usage {
             self.usage = Some(u.clone());
         }
-        self.delivered += batch
-            .chunks
-            .iter()
-            .map(|c| generated_bytes(c))
-            .sum::<usize>();
+        for chunk in &batch.chunks {
+            collect_generated(chunk, &mut self.delivered, &mut self.delivered_beyond);
+        }
     }
 
     fn usage(&self, record: &CallRecord) -> Usage {
         self.usage.clone().unwrap_or_else(|| Usage {
-            input_tokens: billing::estimate_tokens(record.prompt_bytes),
-            output_tokens: billing::estimate_tokens(self.delivered),
+            input_tokens: record.prompt_tokens,
+            output_tokens: billing::tokens::count(&record.model, &self.delivered)
+                + (self.delivered_beyond as u64).div_ceil(4),
             cache_read_tokens: 0,
             cache_write_tokens: 0,
             reasoning_tokens: 0,
@@ -140,14 +138,15 @@ impl Pump {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn start(
-    app: &AppState,
     mut lease: Lease,
     call: Call,
     response: reqwest::Response,
     framing: Framing,
     channel: &Arc<Channel>,
     record: &CallRecord,
+    hold: &mut Option<Hold>,
 ) -> Result<Response, GatewayError> {
     let framer = framer_for(framing).ok_or_else(|| {
         GatewayError::new(
@@ -167,7 +166,8 @@ pub(super) async fn start(
         framer,
         upstream: Box::pin(response.bytes_stream()),
         usage: None,
-        delivered: 0,
+        delivered: String::new(),
+        delivered_beyond: 0,
         upstream_done: false,
         finished: false,
     };
@@ -197,12 +197,13 @@ pub(super) async fn start(
     }
     let first_token = record.started.elapsed();
 
+    // Committed: from here the call settles with what it delivered.
+    let hold = hold.take();
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
-    let app = app.clone();
     let channel = channel.clone();
     let record = record.clone();
     tokio::spawn(async move {
-        run(app, pump, first, ended, tx, channel, record, first_token).await;
+        run(pump, first, ended, tx, channel, record, first_token, hold).await;
     });
 
     let mut out = Response::new(Body::from_stream(
@@ -228,7 +229,6 @@ fn frame(chunk: &[u8]) -> Bytes {
 
 #[allow(clippy::too_many_arguments)]
 async fn run(
-    app: AppState,
     mut pump: Pump,
     first: Vec<Vec<u8>>,
     mut ended: bool,
@@ -236,6 +236,7 @@ async fn run(
     channel: Arc<Channel>,
     record: CallRecord,
     first_token: Duration,
+    hold: Option<Hold>,
 ) {
     let mut outcome = "";
     let mut pending = first;
@@ -278,15 +279,14 @@ async fn run(
     let usage = pump.usage(&record);
     // Release the adapter instance before the (asynchronous) bookkeeping.
     drop(pump);
-    settle(
-        &app,
-        &record,
-        channel.id,
-        &usage,
-        Some(first_token),
-        200,
-        outcome,
-    );
+    if let Some(hold) = hold {
+        hold.settle(Outcome::Served {
+            channel_id: channel.id,
+            usage,
+            first_token: Some(first_token),
+            note: outcome.to_owned(),
+        });
+    }
 }
 
 #[derive(Deserialize)]
@@ -309,20 +309,23 @@ struct DeltaText<'a> {
     reasoning_content: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// Bytes of generated text in one `chat.completion.chunk`.
-fn generated_bytes(chunk: &[u8]) -> usize {
-    serde_json::from_slice::<ChunkText<'_>>(chunk)
-        .map(|c| {
-            c.choices
-                .iter()
-                .filter_map(|ch| ch.delta.as_ref())
-                .map(|d| {
-                    d.content.as_ref().map_or(0, |s| s.len())
-                        + d.reasoning_content.as_ref().map_or(0, |s| s.len())
-                })
-                .sum()
-        })
-        .unwrap_or(0)
+/// Generated text kept for counting; beyond this only its length is kept.
+const MAX_KEPT_TEXT: usize = 1024 * 1024;
+
+/// Append the generated text of one `chat.completion.chunk`.
+fn collect_generated(chunk: &[u8], text: &mut String, beyond: &mut usize) {
+    let Ok(c) = serde_json::from_slice::<ChunkText<'_>>(chunk) else {
+        return;
+    };
+    for d in c.choices.iter().filter_map(|ch| ch.delta.as_ref()) {
+        for piece in [&d.content, &d.reasoning_content].into_iter().flatten() {
+            if text.len() + piece.len() <= MAX_KEPT_TEXT {
+                text.push_str(piece);
+            } else {
+                *beyond += piece.len();
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -330,16 +333,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generated_text_is_measured() {
-        assert_eq!(
-            generated_bytes(br#"{"choices":[{"index":0,"delta":{"content":"Hello","reasoning_content":"ab"}}]}"#),
-            7
+    fn generated_text_is_collected() {
+        let mut text = String::new();
+        let mut beyond = 0;
+        collect_generated(
+            br#"{"choices":[{"index":0,"delta":{"content":"Hello","reasoning_content":"ab"}}]}"#,
+            &mut text,
+            &mut beyond,
         );
-        assert_eq!(generated_bytes(br#"{"choices":[]}"#), 0);
-        assert_eq!(generated_bytes(b"not json"), 0);
-        assert_eq!(
-            generated_bytes("{\"choices\":[{\"delta\":{\"content\":\"caf\\u00e9\"}}]}".as_bytes()),
-            5
+        collect_generated(br#"{"choices":[]}"#, &mut text, &mut beyond);
+        collect_generated(b"not json", &mut text, &mut beyond);
+        collect_generated(
+            "{\"choices\":[{\"delta\":{\"content\":\" caf\\u00e9\"}}]}".as_bytes(),
+            &mut text,
+            &mut beyond,
         );
+        assert_eq!(text, "Helloab café");
+        assert_eq!(beyond, 0);
     }
 }

@@ -7,7 +7,8 @@ use super::{Db, now};
 /// One relayed call, as it is logged and charged.
 #[derive(Debug, Clone, Default)]
 pub struct ConsumeLog {
-    /// `consume` for a billed call, `error` for a failed one.
+    /// `consume` for a billed call, `error` for a failed one, `topup` for
+    /// money in.
     pub kind: &'static str,
     pub user_id: i64,
     pub token_id: i64,
@@ -16,7 +17,11 @@ pub struct ConsumeLog {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub cached_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub reasoning_tokens: i64,
     pub quota: i64,
+    /// The price snapshot the charge was computed with, JSON.
+    pub price: Option<String>,
     pub latency_ms: i64,
     pub first_token_ms: i64,
     pub is_stream: bool,
@@ -38,7 +43,10 @@ pub struct LogRow {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub cached_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub reasoning_tokens: i64,
     pub quota: i64,
+    pub price: Option<String>,
     pub latency_ms: i64,
     pub first_token_ms: i64,
     pub is_stream: i64,
@@ -49,38 +57,13 @@ pub struct LogRow {
 }
 
 impl Db {
-    /// Write the log row and move the quota it charges, atomically: the
-    /// user's balance and the token's remaining quota go down by
-    /// `log.quota`, their used quota up.
-    pub async fn record_consumption(&self, log: &ConsumeLog) -> sqlx::Result<()> {
-        let mut tx = self.pool().begin().await?;
-        self.insert_log(log, &mut tx).await?;
-        if log.kind == "consume" {
-            self.q("UPDATE users SET quota = quota - ?, used_quota = used_quota + ?, request_count = request_count + 1, updated_at = ? WHERE id = ?")
-                .bind(log.quota)
-                .bind(log.quota)
-                .bind(now())
-                .bind(log.user_id)
-                .execute(&mut *tx)
-                .await?;
-            self.q("UPDATE tokens SET remain_quota = CASE WHEN unlimited_quota = 1 THEN remain_quota ELSE remain_quota - ? END, used_quota = used_quota + ?, accessed_at = ? WHERE id = ?")
-                .bind(log.quota)
-                .bind(log.quota)
-                .bind(now())
-                .bind(log.token_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await
-    }
-
-    async fn insert_log(
+    pub(super) async fn insert_log(
         &self,
         log: &ConsumeLog,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     ) -> sqlx::Result<()> {
-        self.q("INSERT INTO logs (created_at, kind, user_id, token_id, channel_id, model, prompt_tokens, completion_tokens, cached_tokens, quota, latency_ms, first_token_ms, is_stream, status_code, request_id, client_ip, content) \
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        self.q("INSERT INTO logs (created_at, kind, user_id, token_id, channel_id, model, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, quota, price, latency_ms, first_token_ms, is_stream, status_code, request_id, client_ip, content) \
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(now())
             .bind(log.kind)
             .bind(log.user_id)
@@ -90,7 +73,10 @@ impl Db {
             .bind(log.prompt_tokens)
             .bind(log.completion_tokens)
             .bind(log.cached_tokens)
+            .bind(log.cache_write_tokens)
+            .bind(log.reasoning_tokens)
             .bind(log.quota)
+            .bind(log.price.clone())
             .bind(log.latency_ms)
             .bind(log.first_token_ms)
             .bind(i64::from(log.is_stream))
@@ -105,7 +91,7 @@ impl Db {
 
     /// The most recent log rows, newest first.
     pub async fn recent_logs(&self, limit: i64) -> sqlx::Result<Vec<LogRow>> {
-        self.qa::<LogRow>("SELECT id, created_at, kind, user_id, token_id, channel_id, model, prompt_tokens, completion_tokens, cached_tokens, quota, latency_ms, first_token_ms, is_stream, status_code, request_id, client_ip, content FROM logs ORDER BY id DESC LIMIT ?")
+        self.qa::<LogRow>("SELECT id, created_at, kind, user_id, token_id, channel_id, model, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, quota, price, latency_ms, first_token_ms, is_stream, status_code, request_id, client_ip, content FROM logs ORDER BY id DESC LIMIT ?")
             .bind(limit)
             .fetch_all(self.pool())
             .await

@@ -6,7 +6,9 @@
 //! PostgreSQL by [`Db::sql`].
 
 mod channels;
+mod holds;
 mod logs;
+mod money;
 mod options;
 mod tokens;
 mod users;
@@ -20,7 +22,11 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
 
 pub use channels::{ChannelRow, NewChannel};
+pub use holds::{HoldRow, NewHold, Settlement};
 pub use logs::{ConsumeLog, LogRow};
+pub use money::{
+    REDEMPTION_DISABLED, REDEMPTION_UNUSED, REDEMPTION_USED, RedemptionRow, TopupRow, UsageLine,
+};
 pub use tokens::{NewToken, TokenRow, TokenWithUser};
 pub use users::{NewUser, UserRow};
 

@@ -12,6 +12,24 @@ impl Db {
         Ok(row.map(|(v,)| v))
     }
 
+    /// Set `name` to `value`, creating it if needed.
+    pub async fn set_option(&self, name: &str, value: &str) -> sqlx::Result<()> {
+        let sql = match self.backend() {
+            super::Backend::MySql => {
+                "INSERT INTO options (name, value) VALUES (?, ?) ON DUPLICATE KEY UPDATE value = VALUES(value)"
+            }
+            _ => {
+                "INSERT INTO options (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+            }
+        };
+        self.q(sql)
+            .bind(name.to_owned())
+            .bind(value.to_owned())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Set `name` only if it has no value yet. Returns whether this call set
     /// it (so exactly one of several racing instances wins).
     pub async fn set_option_if_absent(&self, name: &str, value: &str) -> sqlx::Result<bool> {

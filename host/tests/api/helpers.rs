@@ -120,6 +120,8 @@ pub async fn spawn_app_on(
     let mut config = test_config(dir.path(), &database_url);
     tweak(&mut config);
     let app = transit::build_app(config).await.expect("app builds");
+    // Unless a test sets prices, every model costs one unit per token.
+    app.state.billing.set_pricing(flat_pricing()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let service = app
@@ -227,7 +229,7 @@ impl TestApp {
 
     /// Wait until every usage record written so far is in the database.
     pub async fn settled(&self) {
-        self.app.state.recorder.flush().await;
+        self.app.state.billing.flush().await;
     }
 
     pub async fn logs(&self) -> Vec<Value> {
@@ -241,6 +243,55 @@ impl TestApp {
         v["data"].as_array().unwrap().clone()
     }
 
+    /// (balance, sum of charges logged, sum of top-ups logged) of a user.
+    pub async fn ledger(&self, user_id: i64) -> (i64, i64, i64) {
+        self.settled().await;
+        let db = &self.app.state.db;
+        let (quota,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(
+            db.sql("SELECT quota FROM users WHERE id = ?").into_owned(),
+        ))
+        .bind(user_id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(
+            db.sql("SELECT kind, quota FROM logs WHERE user_id = ?")
+                .into_owned(),
+        ))
+        .bind(user_id)
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+        let charged = rows
+            .iter()
+            .filter(|(k, _)| k == "consume")
+            .map(|(_, q)| q)
+            .sum();
+        let topped = rows
+            .iter()
+            .filter(|(k, _)| k == "topup")
+            .map(|(_, q)| q)
+            .sum();
+        (quota, charged, topped)
+    }
+
+    pub async fn open_holds(&self) -> i64 {
+        self.app.state.db.open_holds().await.unwrap()
+    }
+
+    pub async fn set_prices(&self, pricing: Value) {
+        let r = self
+            .client
+            .put(self.url("/admin/pricing"))
+            .header("X-Admin-Token", ADMIN_TOKEN)
+            .json(&pricing)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        assert_eq!(status, 200, "{}", r.text().await.unwrap());
+    }
+
     /// Load the test-fixture adapter that misbehaves on demand.
     pub async fn install_misbehave_adapter(&self) {
         let bytes =
@@ -248,6 +299,15 @@ impl TestApp {
                 .unwrap();
         let adapter = self.app.state.runtime.compile(&bytes, false).await.unwrap();
         self.app.state.runtime.install(adapter);
+    }
+}
+
+/// Every model at one unit per input or output token.
+pub fn flat_pricing() -> transit::billing::Pricing {
+    transit::billing::Pricing {
+        models: Default::default(),
+        allow_unpriced: true,
+        ..transit::billing::Pricing::default()
     }
 }
 
@@ -299,6 +359,8 @@ pub enum Behavior {
     RateLimited,
     /// Stream a few chunks, then cut the connection.
     CutMidStream,
+    /// Stream the reply ten times over, one chunk every 50 ms (~3 s).
+    SlowStream,
 }
 
 pub struct MockState {
@@ -489,6 +551,24 @@ async fn mock_chat(
     }
     wire.push_str("data: [DONE]\n\n");
     let cut = behavior == Behavior::CutMidStream;
+    if behavior == Behavior::SlowStream {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        let blocks: Vec<String> = wire.split_inclusive("\n\n").map(str::to_owned).collect();
+        tokio::spawn(async move {
+            for block in blocks {
+                if tx.send(Ok(Bytes::from(block))).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+            ))
+            .unwrap();
+    }
     let bytes = wire.into_bytes();
     // Deliver in small uneven pieces, so events arrive split mid-line.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
@@ -521,4 +601,63 @@ async fn mock_chat(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         ))
         .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// The gateway as a separate process (for crash tests)
+// ---------------------------------------------------------------------------
+
+pub struct GatewayProcess {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+    pub client: reqwest::Client,
+}
+
+impl GatewayProcess {
+    /// Start the `transit` binary on `database_url`, configured through the
+    /// environment as an operator would, with a 2-second hold lease.
+    pub async fn start(database_url: &str, data_dir: &std::path::Path) -> Self {
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let cache =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-adapter-cache");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_transit"))
+            .env("TRANSIT_LISTEN", addr.to_string())
+            .env("DATABASE_URL", database_url)
+            .env("TRANSIT_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("TRANSIT_SECRET_KEY", "test-secret-key")
+            .env("TRANSIT_DATA_DIR", data_dir)
+            .env("TRANSIT_ADAPTERS__CACHE_DIR", cache)
+            .env("TRANSIT_BILLING__HOLD_LEASE_SECS", "2")
+            .env("TRANSIT_LOG__LEVEL", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the transit binary starts");
+        let client = reqwest::Client::new();
+        let process = Self {
+            child,
+            addr,
+            client,
+        };
+        for _ in 0..300 {
+            if let Ok(r) = process.client.get(process.url("/health")).send().await
+                && r.status() == 200
+            {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the transit binary did not become healthy");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// SIGKILL: no shutdown hook runs.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.unwrap();
+    }
 }

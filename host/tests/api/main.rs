@@ -9,6 +9,7 @@
 
 mod adapters;
 mod admin;
+mod billing;
 mod errors;
 mod helpers;
 mod relay;

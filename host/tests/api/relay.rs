@@ -90,7 +90,9 @@ async fn stream_where_upstream_sends_no_usage_is_billed_by_count() {
     let data = sse_data(app.chat(&key, chat_body("gpt-4o-mini", true)).await).await;
     assert_eq!(chunk_text(&data), MOCK_REPLY);
     let logs = app.logs().await;
-    let expected_output = MOCK_REPLY.len().div_ceil(4) as i64;
+    // Counted with the model's tokenizer.
+    let expected_output = transit::billing::tokens::count("gpt-4o-mini", MOCK_REPLY) as i64;
+    assert_eq!(expected_output, 6);
     assert_eq!(logs[0]["completion_tokens"], expected_output);
     assert!(logs[0]["prompt_tokens"].as_i64().unwrap() > 0);
     assert_eq!(

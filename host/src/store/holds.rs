@@ -1,0 +1,215 @@
+//! Quota holds and their settlement: the ledger's two transactions.
+//!
+//! A hold takes an estimated amount from the user's balance (and the
+//! token's, when it is limited) in one atomic step that refuses to overdraw,
+//! and records itself durably. Settling deletes the hold — which is what
+//! makes settling idempotent: only the call that deletes it moves money —
+//! refunds it, charges the actual cost (never more than the balance plus the
+//! hold) and writes the log row, all in one transaction.
+
+use sqlx::FromRow;
+
+use super::{Backend, ConsumeLog, Db, now};
+
+#[derive(Debug, Clone)]
+pub struct NewHold {
+    pub id: String,
+    pub user_id: i64,
+    pub token_id: i64,
+    pub amount: i64,
+    pub model: String,
+    pub prompt_tokens: i64,
+    /// The price snapshot, JSON.
+    pub price: String,
+    pub request_id: String,
+    pub client_ip: String,
+    pub is_stream: bool,
+    pub instance: String,
+    pub lease_until: i64,
+}
+
+/// A hold found in the database (by the sweeper, after its owner stopped).
+#[derive(Debug, Clone, FromRow)]
+pub struct HoldRow {
+    pub id: String,
+    pub user_id: i64,
+    pub token_id: i64,
+    pub amount: i64,
+    pub model: String,
+    pub prompt_tokens: i64,
+    pub price: String,
+    pub request_id: String,
+    pub client_ip: String,
+    pub channel_id: i64,
+    pub is_stream: i64,
+    pub created_at: i64,
+}
+
+/// How a hold ends.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub hold_id: String,
+    pub hold_amount: i64,
+    /// What the call cost; the charge is this, capped so no balance goes
+    /// below zero.
+    pub cost: i64,
+    /// 1 if the call counts as a served request, 0 for a failure.
+    pub counts_as_request: i64,
+    /// The log row; its `quota` is filled with the amount charged.
+    pub log: ConsumeLog,
+}
+
+impl Db {
+    /// Place a hold. `Ok(false)`: the user's balance or the token's
+    /// remaining quota cannot cover it, and nothing changed.
+    pub async fn place_hold(&self, hold: &NewHold) -> sqlx::Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        // The write comes first, so SQLite takes its write lock up front
+        // instead of upgrading a read lock (which can fail under load).
+        let user = self
+            .q("UPDATE users SET quota = quota - ? WHERE id = ? AND status = 1 AND quota >= ?")
+            .bind(hold.amount)
+            .bind(hold.user_id)
+            .bind(hold.amount)
+            .execute(&mut *tx)
+            .await?;
+        if user.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let token = self
+            .q("UPDATE tokens SET remain_quota = CASE WHEN unlimited_quota = 1 THEN remain_quota ELSE remain_quota - ? END \
+                WHERE id = ? AND status = 1 AND (unlimited_quota = 1 OR remain_quota >= ?)")
+            .bind(hold.amount)
+            .bind(hold.token_id)
+            .bind(hold.amount)
+            .execute(&mut *tx)
+            .await?;
+        if token.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        self.q("INSERT INTO holds (id, user_id, token_id, amount, model, prompt_tokens, price, request_id, client_ip, channel_id, is_stream, instance, created_at, lease_until) \
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)")
+            .bind(hold.id.clone())
+            .bind(hold.user_id)
+            .bind(hold.token_id)
+            .bind(hold.amount)
+            .bind(hold.model.clone())
+            .bind(hold.prompt_tokens)
+            .bind(hold.price.clone())
+            .bind(hold.request_id.clone())
+            .bind(hold.client_ip.clone())
+            .bind(i64::from(hold.is_stream))
+            .bind(hold.instance.clone())
+            .bind(now())
+            .bind(hold.lease_until)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Settle a hold: `Some(charged)` if this call settled it, `None` if it
+    /// was already settled (by another path or instance).
+    pub async fn settle_hold(&self, s: &Settlement) -> sqlx::Result<Option<i64>> {
+        let mut tx = self.pool().begin().await?;
+        let deleted = self
+            .q("DELETE FROM holds WHERE id = ?")
+            .bind(s.hold_id.clone())
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let (user_sql, token_sql) = match self.backend {
+            Backend::Sqlite => (
+                "SELECT quota FROM users WHERE id = ?",
+                "SELECT remain_quota, unlimited_quota FROM tokens WHERE id = ?",
+            ),
+            Backend::Postgres | Backend::MySql => (
+                "SELECT quota FROM users WHERE id = ? FOR UPDATE",
+                "SELECT remain_quota, unlimited_quota FROM tokens WHERE id = ? FOR UPDATE",
+            ),
+        };
+        let balance: Option<(i64,)> = self
+            .qa(user_sql)
+            .bind(s.log.user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let token: Option<(i64, i64)> = self
+            .qa(token_sql)
+            .bind(s.log.token_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let mut charged = s.cost.max(0);
+        if let Some((quota,)) = balance {
+            charged = charged.min((quota + s.hold_amount).max(0));
+        }
+        if let Some((remain, 0)) = token {
+            charged = charged.min((remain + s.hold_amount).max(0));
+        }
+        let ts = now();
+        self.q("UPDATE users SET quota = quota + ? - ?, used_quota = used_quota + ?, request_count = request_count + ?, updated_at = ? WHERE id = ?")
+            .bind(s.hold_amount)
+            .bind(charged)
+            .bind(charged)
+            .bind(s.counts_as_request)
+            .bind(ts)
+            .bind(s.log.user_id)
+            .execute(&mut *tx)
+            .await?;
+        self.q("UPDATE tokens SET remain_quota = CASE WHEN unlimited_quota = 1 THEN remain_quota ELSE remain_quota + ? - ? END, used_quota = used_quota + ?, accessed_at = ? WHERE id = ?")
+            .bind(s.hold_amount)
+            .bind(charged)
+            .bind(charged)
+            .bind(ts)
+            .bind(s.log.token_id)
+            .execute(&mut *tx)
+            .await?;
+        let mut log = s.log.clone();
+        log.quota = charged;
+        if charged < s.cost {
+            let note = format!("balance exhausted: charged {charged} of {}", s.cost);
+            log.content = if log.content.is_empty() {
+                note
+            } else {
+                format!("{}; {note}", log.content)
+            };
+        }
+        self.insert_log(&log, &mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(charged))
+    }
+
+    /// Extend the lease of every hold owned by `instance`.
+    pub async fn renew_holds(&self, instance: &str, lease_until: i64) -> sqlx::Result<u64> {
+        let r = self
+            .q("UPDATE holds SET lease_until = ? WHERE instance = ?")
+            .bind(lease_until)
+            .bind(instance.to_owned())
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Holds whose lease ran out: their instance stopped without settling.
+    pub async fn expired_holds(&self, before: i64, limit: i64) -> sqlx::Result<Vec<HoldRow>> {
+        self.qa::<HoldRow>(
+            "SELECT id, user_id, token_id, amount, model, prompt_tokens, price, request_id, client_ip, channel_id, is_stream, created_at \
+             FROM holds WHERE lease_until < ? ORDER BY lease_until LIMIT ?",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+    }
+
+    pub async fn open_holds(&self) -> sqlx::Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM holds")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n)
+    }
+}

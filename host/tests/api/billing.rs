@@ -1,0 +1,501 @@
+//! The ledger: holds, settlement, refunds, recovery, money in. Every test
+//! ends on the ledger equation: what left the balance equals what the logs
+//! charged.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// A prompt long enough that its counted tokens exceed what the mock
+/// upstream reports (11), so a hold always covers the prompt.
+fn metered_body(stream: bool) -> Value {
+    json!({
+        "model": "metered",
+        "messages": [{"role": "user", "content": "Please say hello to the whole wide world, politely and warmly."}],
+        "max_tokens": MOCK_COMPLETION_TOKENS,
+        "stream": stream,
+    })
+}
+
+/// One unit per input token, two per output token.
+fn metered_prices() -> Value {
+    json!({"models": {"metered": {"model_ratio": 1.0, "completion_ratio": 2.0}}, "allow_unpriced": true})
+}
+
+const METERED_COST: i64 = (MOCK_PROMPT_TOKENS + 2 * MOCK_COMPLETION_TOKENS) as i64;
+
+async fn metered_app() -> (TestApp, MockUpstream) {
+    let app = spawn_app().await;
+    let mock = MockUpstream::start("k").await;
+    app.channel(json!({"name": "c", "secret_key": "k", "base_url": mock.base_url(), "models": ["metered", "m"]}))
+        .await;
+    app.set_prices(metered_prices()).await;
+    (app, mock)
+}
+
+fn hold_for_metered() -> i64 {
+    let prompt = transit::billing::tokens::count_chat("metered", &metered_body(false)) as i64;
+    prompt + 2 * MOCK_COMPLETION_TOKENS as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_concurrent_requests_never_overdraw() {
+    let (app, mock) = metered_app().await;
+    let hold = hold_for_metered();
+    assert!(hold >= METERED_COST, "the hold covers the cost");
+    let initial = hold * 100;
+    let (user, key) = app.user_with_key(initial).await;
+
+    let mut calls = Vec::new();
+    for i in 0..1000 {
+        let client = app.client.clone();
+        let url = app.url("/v1/chat/completions");
+        let key = key.clone();
+        calls.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&metered_body(i % 2 == 0))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let _ = r.bytes().await;
+            status
+        }));
+    }
+    let mut served = 0;
+    let mut refused = 0;
+    for c in calls {
+        match c.await.unwrap() {
+            200 => served += 1,
+            403 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(served + refused, 1000);
+    // At least what the holds allow at once, at most what the real cost allows.
+    let (lo, hi) = (initial / hold, initial / METERED_COST);
+    assert!(
+        (lo..=hi).contains(&served),
+        "served {served}, expected {lo}..={hi}"
+    );
+    assert_eq!(mock.requests() as i64, served);
+
+    let (quota, charged, _) = app.ledger(user).await;
+    assert!(quota >= 0, "balance went below zero: {quota}");
+    assert_eq!(initial - quota, charged, "the ledger equation");
+    assert_eq!(charged, served * METERED_COST);
+    assert_eq!(app.open_holds().await, 0);
+    println!(
+        "concurrency: 1000 requests, {served} served, {refused} refused, {charged} charged, {quota} left"
+    );
+}
+
+#[tokio::test]
+async fn upstream_failure_refunds_the_whole_hold_once() {
+    let (app, mock) = metered_app().await;
+    mock.set(Behavior::ServerError);
+    let (user, key) = app.user_with_key(10_000).await;
+    for stream in [false, true] {
+        let r = app.chat(&key, metered_body(stream)).await;
+        assert_eq!(r.status(), 500);
+    }
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!((quota, charged), (10_000, 0));
+    let logs = app.logs().await;
+    assert_eq!(logs.len(), 2);
+    assert!(logs.iter().all(|l| l["kind"] == "error" && l["quota"] == 0));
+    assert_eq!(app.open_holds().await, 0);
+}
+
+#[tokio::test]
+async fn plain_and_streamed_calls_are_charged_at_their_price() {
+    let (app, _mock) = metered_app().await;
+    let (user, key) = app.user_with_key(10_000).await;
+    assert_eq!(app.chat(&key, metered_body(false)).await.status(), 200);
+    let data = sse_data(app.chat(&key, metered_body(true)).await).await;
+    assert_eq!(chunk_text(&data), MOCK_REPLY);
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!(charged, 2 * METERED_COST);
+    assert_eq!(10_000 - quota, charged);
+    let logs = app.logs().await;
+    let price: Value = serde_json::from_str(logs[0]["price"].as_str().unwrap()).unwrap();
+    assert_eq!(price["completion_ratio"], 2.0);
+    assert_eq!(price["quota_per_usd"], 500_000);
+}
+
+#[tokio::test]
+async fn cut_and_abandoned_streams_are_charged_for_what_was_delivered() {
+    let (app, mock) = metered_app().await;
+    let (user, key) = app.user_with_key(100_000).await;
+
+    mock.set(Behavior::CutMidStream);
+    let data = sse_data(app.chat(&key, metered_body(true)).await).await;
+    let delivered = chunk_text(&data);
+    assert!(!delivered.is_empty() && delivered.len() < MOCK_REPLY.len());
+
+    // The client reads the first chunks of a slow stream and hangs up.
+    mock.set(Behavior::SlowStream);
+    let mut r = app.chat(&key, metered_body(true)).await;
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        got.push(r.chunk().await.unwrap().unwrap());
+    }
+    drop(r);
+    // The gateway notices, stops reading the upstream and settles.
+    let mut logs = Vec::new();
+    for _ in 0..50 {
+        logs = app.logs().await;
+        if logs.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    let abandoned = &logs[0];
+    assert_eq!(abandoned["content"], "client disconnected");
+    let out = abandoned["completion_tokens"].as_i64().unwrap();
+    let full = transit::billing::tokens::count("metered", &MOCK_REPLY.repeat(10)) as i64;
+    assert!(
+        out > 0 && out < full,
+        "billed {out} of {full} output tokens"
+    );
+    let cut = &logs[1];
+    assert_eq!(cut["content"], "upstream failed mid-stream");
+    assert_eq!(
+        cut["completion_tokens"],
+        transit::billing::tokens::count("metered", &delivered) as i64
+    );
+
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!(100_000 - quota, charged);
+    assert_eq!(app.open_holds().await, 0);
+}
+
+#[tokio::test]
+async fn a_hold_that_does_not_fit_is_refused_and_touches_nothing() {
+    let (app, mock) = metered_app().await;
+    let (user, key) = app.user_with_key(hold_for_metered() - 1).await;
+    let r = app.chat(&key, metered_body(false)).await;
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "insufficient_quota");
+    assert_eq!(mock.requests(), 0);
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!((quota, charged), (hold_for_metered() - 1, 0));
+
+    // A limited token is held to its own quota even when the user is rich.
+    let (rich, _) = app.user_with_key(1_000_000).await;
+    let capped = app
+        .key_for(
+            rich,
+            json!({"remain_quota": hold_for_metered() - 1, "unlimited_quota": false}),
+        )
+        .await;
+    assert_eq!(app.chat(&capped, metered_body(false)).await.status(), 403);
+    let exact = app
+        .key_for(
+            rich,
+            json!({"remain_quota": hold_for_metered(), "unlimited_quota": false}),
+        )
+        .await;
+    assert_eq!(app.chat(&exact, metered_body(false)).await.status(), 200);
+    app.settled().await;
+    let tokens: Value = app
+        .admin_get(&format!("/admin/tokens?user_id={rich}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let last = tokens["data"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["remain_quota"], hold_for_metered() - METERED_COST);
+    assert_eq!(last["used_quota"], METERED_COST);
+}
+
+#[tokio::test]
+async fn settling_twice_changes_nothing() {
+    let (app, _mock) = metered_app().await;
+    let (user, key) = app.user_with_key(10_000).await;
+    assert_eq!(app.chat(&key, metered_body(false)).await.status(), 200);
+    let before = app.ledger(user).await;
+    // Replay a settlement for a hold that no longer exists.
+    let replay = transit::store::Settlement {
+        hold_id: "no-such-hold".into(),
+        hold_amount: 500,
+        cost: 10,
+        counts_as_request: 1,
+        log: transit::store::ConsumeLog {
+            kind: "consume",
+            user_id: user,
+            ..Default::default()
+        },
+    };
+    assert_eq!(app.app.state.db.settle_hold(&replay).await.unwrap(), None);
+    assert_eq!(app.ledger(user).await, before);
+}
+
+#[tokio::test]
+async fn price_edits_apply_to_the_next_request() {
+    let (app, _mock) = metered_app().await;
+    let (user, key) = app.user_with_key(100_000).await;
+    assert_eq!(app.chat(&key, metered_body(false)).await.status(), 200);
+    app.set_prices(json!({"models": {"metered": {"model_ratio": 3.0, "completion_ratio": 2.0}}}))
+        .await;
+    assert_eq!(app.chat(&key, metered_body(false)).await.status(), 200);
+    let logs = app.logs().await;
+    assert_eq!(logs[1]["quota"], METERED_COST);
+    assert_eq!(logs[0]["quota"], 3 * METERED_COST);
+    // Unpriced models are now refused.
+    let r = app.chat(&key, chat_body("m", false)).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "model_not_priced"
+    );
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!(100_000 - quota, charged);
+
+    let shown: Value = app.admin_get("/admin/pricing").await.json().await.unwrap();
+    assert_eq!(shown["pricing"]["models"]["metered"]["model_ratio"], 3.0);
+    assert_eq!(shown["quota_per_usd"], 500_000);
+    let bad = app
+        .client
+        .put(app.url("/admin/pricing"))
+        .header("X-Admin-Token", ADMIN_TOKEN)
+        .json(&json!({"models": {"x": {"model_ratio": -2}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test]
+async fn recharge_as_the_seed_sends_it() {
+    let app = spawn_app().await;
+    let (user, _) = app.user_with_key(0).await;
+    let r = app
+        .admin_post(
+            "/admin/recharge",
+            json!({"user_id": user.to_string(), "amount": 100.00, "remark": "手动充值"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let topup: Value = r.json().await.unwrap();
+    assert_eq!(topup["quota"], 50_000_000);
+    assert_eq!(topup["amount"], "100.00");
+    assert_eq!(app.user(user).await["quota"], 50_000_000);
+    let (_, _, topped) = app.ledger(user).await;
+    assert_eq!(topped, 50_000_000);
+    assert_eq!(
+        app.admin_post("/admin/recharge", json!({"user_id": 99999, "amount": 1}))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.admin_post("/admin/recharge", json!({"user_id": user, "amount": -1}))
+            .await
+            .status(),
+        400
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_code_is_redeemed_exactly_once() {
+    let app = spawn_app().await;
+    let r = app
+        .admin_post(
+            "/admin/redemptions",
+            json!({"name": "promo", "quota": 7_000, "count": 3}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let codes: Value = r.json().await.unwrap();
+    let code = codes["data"][0]["code"].as_str().unwrap().to_owned();
+    let (alice, alice_key) = app.user_with_key(0).await;
+    let (bob, bob_key) = app.user_with_key(0).await;
+
+    // Two users race for the same code, many times over.
+    let redeem = |key: String, code: String| {
+        let client = app.client.clone();
+        let url = app.url("/api/user/topup");
+        async move {
+            client
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"key": code}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let mut attempts = Vec::new();
+    for i in 0..20 {
+        let key = if i % 2 == 0 {
+            alice_key.clone()
+        } else {
+            bob_key.clone()
+        };
+        attempts.push(tokio::spawn(redeem(key, code.clone())));
+    }
+    let mut ok = 0;
+    for a in attempts {
+        match a.await.unwrap() {
+            200 => ok += 1,
+            400 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    let total = app.user(alice).await["quota"].as_i64().unwrap()
+        + app.user(bob).await["quota"].as_i64().unwrap();
+    assert_eq!(total, 7_000);
+
+    // A disabled code cannot be redeemed; an unknown one neither.
+    let second = codes["data"][1]["id"].as_i64().unwrap();
+    let r = app
+        .client
+        .delete(app.url(&format!("/admin/redemptions/{second}")))
+        .header("X-Admin-Token", ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let disabled = codes["data"][1]["code"].as_str().unwrap().to_owned();
+    assert_eq!(redeem(alice_key.clone(), disabled).await, 400);
+    assert_eq!(redeem(alice_key.clone(), "nope".into()).await, 400);
+    let third = codes["data"][2]["code"].as_str().unwrap().to_owned();
+    assert_eq!(redeem(alice_key, third).await, 200);
+    let listed: Value = app
+        .admin_get("/admin/redemptions")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<i64> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, vec![3, 2, 3]);
+}
+
+#[tokio::test]
+async fn usage_summaries_by_day_and_model() {
+    let (app, _mock) = metered_app().await;
+    let (user, key) = app.user_with_key(100_000).await;
+    for _ in 0..3 {
+        assert_eq!(app.chat(&key, metered_body(false)).await.status(), 200);
+    }
+    app.settled().await;
+    let v: Value = app
+        .admin_get(&format!("/admin/users/{user}/usage?days=7"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let lines = v["data"].as_array().unwrap();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["model"], "metered");
+    assert_eq!(lines[0]["requests"], 3);
+    assert_eq!(lines[0]["quota"], 3 * METERED_COST);
+    assert_eq!(lines[0]["day"].as_i64().unwrap() % 86400, 0);
+    let tokens: Value = app
+        .admin_get(&format!("/admin/tokens?user_id={user}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = tokens["data"][0]["id"].as_i64().unwrap();
+    let v: Value = app
+        .admin_get(&format!("/admin/tokens/{token}/usage"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["data"][0]["prompt_tokens"], 3 * MOCK_PROMPT_TOKENS);
+}
+
+/// SIGKILL a gateway process while streams are open; the restarted process
+/// settles every hold it left, and the ledger still balances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_left_by_a_killed_process_are_settled_after_restart() {
+    // The set-up instance stays up (its SQLite file lives in its data
+    // directory) but sweeps too rarely to matter here.
+    let setup = spawn_app_with(|c| c.billing.hold_lease_secs = 600).await;
+    let mock = MockUpstream::start("k").await;
+    setup
+        .channel(json!({"name": "c", "secret_key": "k", "base_url": mock.base_url(), "models": ["metered"]}))
+        .await;
+    setup.set_prices(metered_prices()).await;
+    mock.set(Behavior::SlowStream);
+    let (user, key) = setup.user_with_key(100_000).await;
+    let database_url = setup.database_url.clone();
+
+    let data = tempfile::tempdir().unwrap();
+    let mut gateway = GatewayProcess::start(&database_url, data.path()).await;
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let mut r = gateway
+            .client
+            .post(gateway.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&metered_body(true))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.chunk().await.unwrap().unwrap();
+        streams.push(r);
+    }
+    let probe = spawn_app_on(tempfile::tempdir().unwrap(), database_url.clone(), |c| {
+        c.billing.hold_lease_secs = 2;
+    })
+    .await;
+    assert_eq!(probe.open_holds().await, 4, "the streams hold quota");
+    let (held_quota, _, _) = probe.ledger(user).await;
+    assert!(held_quota < 100_000);
+    drop(probe);
+
+    gateway.kill().await;
+    drop(streams);
+
+    let mut restarted = GatewayProcess::start(&database_url, data.path()).await;
+    let app = spawn_app_on(tempfile::tempdir().unwrap(), database_url, |c| {
+        // Only the restarted process sweeps: this instance's sweep runs late.
+        c.billing.hold_lease_secs = 600;
+    })
+    .await;
+    let mut left = 4;
+    for _ in 0..100 {
+        left = app.open_holds().await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "holds were not recovered");
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!(
+        100_000 - quota,
+        charged,
+        "the ledger equation after a crash"
+    );
+    let logs = app.logs().await;
+    assert_eq!(logs.len(), 4);
+    assert!(
+        logs.iter()
+            .all(|l| l["content"].as_str().unwrap().starts_with("recovered"))
+    );
+    let prompt = transit::billing::tokens::count_chat("metered", &metered_body(true)) as i64;
+    assert_eq!(charged, 4 * prompt, "each interrupted call pays its prompt");
+    println!("crash: 4 streams killed, {charged} charged (prompts), {quota} left, 0 holds open");
+    restarted.kill().await;
+    drop(setup);
+}
