@@ -446,7 +446,17 @@ async fn get_user(State(app): State<AppState>, Path(id): Path<i64>) -> AdminResu
         .user(id)
         .await?
         .ok_or_else(|| GatewayError::not_found(format!("No user {id}.")))?;
-    Ok(Json(user).into_response())
+    let per_usd = app.billing.config.quota_per_usd.max(1) as f64;
+    let mut body = serde_json::to_value(&user).map_err(anyhow::Error::from)?;
+    if let Value::Object(map) = &mut body {
+        // Display only: the ledger itself is integer units.
+        map.insert("quota_usd".into(), json!(user.quota as f64 / per_usd));
+        map.insert(
+            "used_quota_usd".into(),
+            json!(user.used_quota as f64 / per_usd),
+        );
+    }
+    Ok(Json(body).into_response())
 }
 
 #[derive(Debug, Deserialize)]
