@@ -21,6 +21,18 @@ pub struct Caller {
     /// Models this token may call; `None` means any.
     pub models: Option<HashSet<String>>,
     pub unlimited: bool,
+    /// The key's and the user's limits (0: none).
+    pub limits: CallerLimits,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallerLimits {
+    pub token_concurrency: u32,
+    pub token_rpm: u64,
+    pub token_tpm: u64,
+    pub user_concurrency: u32,
+    pub user_rpm: u64,
+    pub user_tpm: u64,
 }
 
 impl Caller {
@@ -71,6 +83,9 @@ pub async fn authenticate(
         user_status,
         user_group,
         user_quota,
+        user_max_concurrency,
+        user_rpm,
+        user_tpm,
         ..
     }) = found
     else {
@@ -109,7 +124,17 @@ pub async fn authenticate(
         .with_code("insufficient_quota"));
     }
     let models = crate::channels::split_list(&token.models);
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    let limits = CallerLimits {
+        token_concurrency: u32::try_from(token.max_concurrency).unwrap_or(0),
+        token_rpm: n(token.rpm),
+        token_tpm: n(token.tpm),
+        user_concurrency: u32::try_from(user_max_concurrency).unwrap_or(0),
+        user_rpm: n(user_rpm),
+        user_tpm: n(user_tpm),
+    };
     Ok(Caller {
+        limits,
         token_id: token.id,
         user_id: token.user_id,
         group: if token.group_name.is_empty() {

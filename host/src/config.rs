@@ -68,6 +68,7 @@ pub struct Config {
     pub adapters: AdapterConfig,
     pub relay: RelayConfig,
     pub billing: crate::billing::BillingConfig,
+    pub limits: crate::limits::LimitsConfig,
     pub log: LogConfig,
 }
 
@@ -133,6 +134,7 @@ impl Default for Config {
             adapters: AdapterConfig::default(),
             relay: RelayConfig::default(),
             billing: crate::billing::BillingConfig::default(),
+            limits: crate::limits::LimitsConfig::default(),
             log: LogConfig::default(),
         }
     }

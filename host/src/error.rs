@@ -46,6 +46,8 @@ pub struct GatewayError {
     pub retryable: bool,
     /// Seconds the client should wait (429, 503).
     pub retry_after: Option<u64>,
+    /// Extra response headers (`x-ratelimit-*`).
+    pub headers: Vec<(axum::http::HeaderName, HeaderValue)>,
 }
 
 pub type Result<T, E = GatewayError> = std::result::Result<T, E>;
@@ -72,6 +74,7 @@ impl GatewayError {
             param: None,
             retryable: false,
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -183,6 +186,9 @@ impl IntoResponse for GatewayError {
             tracing::error!(error = %self.message, "internal error");
         }
         let mut response = (self.status, Json(self.body())).into_response();
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
         if let Some(secs) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {

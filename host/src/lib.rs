@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod relay;
 pub mod store;
 pub mod telemetry;
@@ -40,6 +41,7 @@ pub struct Inner {
     pub secrets: SecretBox,
     pub admin: AdminAuth,
     pub billing: Arc<billing::Billing>,
+    pub limiter: Arc<limits::Limiter>,
 }
 
 impl Deref for AppState {
@@ -90,6 +92,13 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
     // lease runs out; anything already expired is settled now.
     billing.recover_expired().await?;
     let maintenance = billing.spawn_maintenance();
+    let limiter = limits::Limiter::new(
+        config.redis_url.as_ref().map(|u| u.expose()),
+        config.limits.clone(),
+    )
+    .await?;
+    limiter.refresh_rules(&db).await?;
+    let limiter_maintenance = limiter.spawn_maintenance(db.clone());
     let refresher = router.spawn_refresher(Duration::from_millis(
         config.relay.channel_refresh_ms.max(100),
     ));
@@ -108,6 +117,7 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
 
     let state = AppState(Arc::new(Inner {
         billing,
+        limiter,
         config,
         db,
         router,
@@ -120,7 +130,7 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
         router: http::router(state.clone()),
         state,
         generated_admin_token,
-        background: vec![refresher, maintenance],
+        background: vec![refresher, maintenance, limiter_maintenance],
     })
 }
 

@@ -5,6 +5,7 @@
 //! in the database within `relay.channel_refresh_ms`.
 
 mod money;
+mod monitor;
 
 use std::collections::HashMap;
 
@@ -34,7 +35,9 @@ pub fn routes(app: AppState) -> Router<AppState> {
         )
         .route("/channel-types", get(channel_types))
         .route("/users", get(list_users).post(create_user))
-        .route("/users/{id}", get(get_user))
+        .route("/users/{id}", get(get_user).patch(update_user))
+        .route("/limits", get(monitor::get_limits).put(monitor::put_limits))
+        .route("/monitor", get(monitor::monitor))
         .route("/users/{id}/usage", get(money::user_usage))
         .route("/users/{id}/topups", get(money::user_topups))
         .route("/tokens/{id}/usage", get(money::token_usage))
@@ -472,6 +475,22 @@ struct TokenInput {
     group: Option<String>,
     /// Unix seconds; absent or null = never.
     expires_at: Option<i64>,
+    /// Concurrent calls allowed (0 or absent: no limit).
+    max_concurrency: Option<i64>,
+    /// Requests per minute (0 or absent: no limit).
+    rpm: Option<i64>,
+    /// Tokens per minute (0 or absent: no limit).
+    tpm: Option<i64>,
+}
+
+fn limit(value: Option<i64>, name: &str) -> Result<i64, GatewayError> {
+    match value {
+        Some(v) if v < 0 => {
+            Err(GatewayError::invalid(format!("`{name}` cannot be negative.")).with_param(name))
+        }
+        Some(v) => Ok(v),
+        None => Ok(0),
+    }
 }
 
 async fn create_token(State(app): State<AppState>, Body(input): Body<TokenInput>) -> AdminResult {
@@ -504,6 +523,9 @@ async fn create_token(State(app): State<AppState>, Body(input): Body<TokenInput>
         allowed_ips: input.allowed_ips.unwrap_or_default(),
         group_name: input.group.unwrap_or_default(),
         expires_at: input.expires_at,
+        max_concurrency: limit(input.max_concurrency, "max_concurrency")?,
+        rpm: limit(input.rpm, "rpm")?,
+        tpm: limit(input.tpm, "tpm")?,
     };
     let token = app.db.create_token(&new).await?;
     let mut body = serde_json::to_value(&token).map_err(anyhow::Error::from)?;
@@ -530,7 +552,10 @@ async fn list_tokens(State(app): State<AppState>, Query(f): Query<TokenFilter>) 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TokenPatch {
-    status: Value,
+    status: Option<Value>,
+    max_concurrency: Option<i64>,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
 }
 
 async fn update_token(
@@ -538,9 +563,26 @@ async fn update_token(
     Path(id): Path<i64>,
     Body(patch): Body<TokenPatch>,
 ) -> AdminResult {
-    let status = parse_status(&patch.status)?;
-    if !app.db.set_token_status(id, status).await? {
-        return Err(GatewayError::not_found(format!("No token {id}.")));
+    let current = app
+        .db
+        .token(id)
+        .await?
+        .ok_or_else(|| GatewayError::not_found(format!("No token {id}.")))?;
+    if let Some(status) = &patch.status {
+        app.db.set_token_status(id, parse_status(status)?).await?;
+    }
+    if patch.max_concurrency.is_some() || patch.rpm.is_some() || patch.tpm.is_some() {
+        app.db
+            .set_token_limits(
+                id,
+                limit(
+                    patch.max_concurrency.or(Some(current.max_concurrency)),
+                    "max_concurrency",
+                )?,
+                limit(patch.rpm.or(Some(current.rpm)), "rpm")?,
+                limit(patch.tpm.or(Some(current.tpm)), "tpm")?,
+            )
+            .await?;
     }
     let token = app
         .db
@@ -548,6 +590,44 @@ async fn update_token(
         .await?
         .ok_or_else(|| GatewayError::not_found(format!("No token {id}.")))?;
     Ok(Json(token).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserPatch {
+    status: Option<Value>,
+    max_concurrency: Option<i64>,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+}
+
+async fn update_user(
+    State(app): State<AppState>,
+    Path(id): Path<i64>,
+    Body(patch): Body<UserPatch>,
+) -> AdminResult {
+    let current = app
+        .db
+        .user(id)
+        .await?
+        .ok_or_else(|| GatewayError::not_found(format!("No user {id}.")))?;
+    let status = match &patch.status {
+        Some(s) => parse_status(s)?,
+        None => current.status,
+    };
+    app.db
+        .update_user_limits(
+            id,
+            status,
+            limit(
+                patch.max_concurrency.or(Some(current.max_concurrency)),
+                "max_concurrency",
+            )?,
+            limit(patch.rpm.or(Some(current.rpm)), "rpm")?,
+            limit(patch.tpm.or(Some(current.tpm)), "tpm")?,
+        )
+        .await?;
+    get_user(State(app), Path(id)).await
 }
 
 async fn delete_token(State(app): State<AppState>, Path(id): Path<i64>) -> AdminResult {

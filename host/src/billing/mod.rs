@@ -34,7 +34,6 @@ use crate::store::{ConsumeLog, Db, HoldRow, NewHold, Settlement, now};
 pub use pricing::{PriceSnapshot, Pricing, Ratio};
 
 const PRICING_KEY: &str = "pricing";
-const PRICING_VERSION_KEY: &str = "pricing_version";
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -152,9 +151,7 @@ impl Billing {
     /// Replace the price list, for every instance.
     pub async fn set_pricing(&self, pricing: Pricing) -> anyhow::Result<()> {
         let json = serde_json::to_string(&pricing)?;
-        self.db.set_option(PRICING_KEY, &json).await?;
-        let version = uuid::Uuid::new_v4().to_string();
-        self.db.set_option(PRICING_VERSION_KEY, &version).await?;
+        let version = self.db.set_versioned_option(PRICING_KEY, &json).await?;
         self.pricing.store(Arc::new(pricing));
         if let Ok(mut v) = self.pricing_version.lock() {
             *v = version;
@@ -164,31 +161,23 @@ impl Billing {
 
     /// Load the price list if another instance changed it.
     pub async fn refresh_pricing(&self) -> anyhow::Result<()> {
-        let version = self
-            .db
-            .option(PRICING_VERSION_KEY)
-            .await?
-            .unwrap_or_default();
-        let current = self
+        let known = self
             .pricing_version
             .lock()
             .map(|v| v.clone())
             .unwrap_or_default();
-        if !current.is_empty() && version == current {
+        let Some((version, json)) = self
+            .db
+            .versioned_option_if_changed(PRICING_KEY, &known)
+            .await?
+        else {
             return Ok(());
-        }
-        let pricing = match self.db.option(PRICING_KEY).await? {
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|e| anyhow::anyhow!("the stored price list is invalid: {e}"))?,
-            None => Pricing::default(),
         };
+        let pricing: Pricing = serde_json::from_str(&json)
+            .map_err(|e| anyhow::anyhow!("the stored price list is invalid: {e}"))?;
         self.pricing.store(Arc::new(pricing));
         if let Ok(mut v) = self.pricing_version.lock() {
-            *v = if version.is_empty() {
-                "default".to_owned()
-            } else {
-                version
-            };
+            *v = version;
         }
         Ok(())
     }

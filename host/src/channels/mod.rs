@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rand::Rng;
 
 use crate::config::Secret;
 use crate::crypto::SecretBox;
@@ -33,7 +32,9 @@ pub struct Channel {
     /// The adapter that speaks this channel's protocol.
     pub adapter: String,
     pub base_url: String,
-    pub api_key: Secret,
+    /// The upstream keys (one per line of the stored secret); each has
+    /// `max_concurrency` slots.
+    pub keys: Vec<Secret>,
     pub models: Vec<String>,
     pub model_mapping: HashMap<String, String>,
     pub groups: Vec<String>,
@@ -149,30 +150,6 @@ impl Snapshot {
     }
 }
 
-/// Pick a channel among `candidates` not in `tried`: the highest priority
-/// tier still available, then at random in proportion to weight.
-pub fn pick(candidates: &[Arc<Channel>], tried: &[i64]) -> Option<Arc<Channel>> {
-    let open: Vec<&Arc<Channel>> = candidates
-        .iter()
-        .filter(|c| !tried.contains(&c.id))
-        .collect();
-    let top = open.first()?.priority;
-    let tier: Vec<&Arc<Channel>> = open.into_iter().filter(|c| c.priority == top).collect();
-    let total: i64 = tier.iter().map(|c| c.weight.max(0)).sum();
-    if total <= 0 {
-        let i = rand::rng().random_range(0..tier.len());
-        return Some(tier[i].clone());
-    }
-    let mut roll = rand::rng().random_range(0..total);
-    for c in &tier {
-        roll -= c.weight.max(0);
-        if roll < 0 {
-            return Some((*c).clone());
-        }
-    }
-    tier.last().map(|c| (*c).clone())
-}
-
 /// The live routing table of this instance.
 pub struct Router {
     current: ArcSwap<Snapshot>,
@@ -251,7 +228,14 @@ impl Router {
 
     fn channel_of(&self, row: ChannelRow) -> Result<Channel, (i64, anyhow::Error)> {
         let id = row.id;
-        let api_key = self.secrets.decrypt(&row.secret_enc).map_err(|e| (id, e))?;
+        let secret = self.secrets.decrypt(&row.secret_enc).map_err(|e| (id, e))?;
+        let keys: Vec<Secret> = secret
+            .expose()
+            .lines()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(Secret::new)
+            .collect();
         let model_mapping: HashMap<String, String> =
             serde_json::from_str(&row.model_mapping).unwrap_or_default();
         let options: HashMap<String, serde_json::Value> =
@@ -274,7 +258,7 @@ impl Router {
             kind: row.kind,
             name: row.name,
             base_url: row.base_url.trim_end_matches('/').to_owned(),
-            api_key,
+            keys,
             models: split_list(&row.models),
             model_mapping,
             groups: split_list(&row.group_names),
@@ -307,7 +291,7 @@ mod tests {
             name: format!("c{id}"),
             adapter: "openai".into(),
             base_url: String::new(),
-            api_key: Secret::new("k"),
+            keys: vec![Secret::new("k")],
             models: models.iter().map(|m| m.to_string()).collect(),
             model_mapping: HashMap::new(),
             groups: vec!["default".into()],
@@ -356,27 +340,5 @@ mod tests {
             s.candidates("default", "nope").unwrap_err(),
             NoRoute::UnknownModel
         );
-    }
-
-    #[test]
-    fn pick_stays_in_the_top_tier_then_falls_back() {
-        let s = Snapshot::build(
-            "v".into(),
-            vec![
-                ch(1, &["m"], 5, 1, STATUS_ENABLED),
-                ch(2, &["m"], 5, 3, STATUS_ENABLED),
-                ch(3, &["m"], 0, 100, STATUS_ENABLED),
-            ],
-        );
-        let c = s.candidates("default", "m").unwrap();
-        let mut counts = HashMap::new();
-        for _ in 0..4000 {
-            *counts.entry(pick(&c, &[]).unwrap().id).or_insert(0) += 1;
-        }
-        assert!(!counts.contains_key(&3));
-        let ratio = counts[&2] as f64 / counts[&1] as f64;
-        assert!((2.0..4.5).contains(&ratio), "weights 3:1, got {ratio}");
-        assert_eq!(pick(&c, &[1, 2]).unwrap().id, 3);
-        assert!(pick(&c, &[1, 2, 3]).is_none());
     }
 }

@@ -15,6 +15,7 @@
 //! next channel (at most `relay.max_retries` more). Once the first chunk of
 //! a stream is sent, the call is committed to its channel.
 
+mod admission;
 pub mod framing;
 mod stream;
 
@@ -34,8 +35,9 @@ use crate::adapters::{
 };
 use crate::auth::{self, Caller};
 use crate::billing::{self, Hold, HoldRequest, Outcome};
-use crate::channels::{self, Channel, NoRoute};
+use crate::channels::{Channel, NoRoute};
 use crate::error::{ErrorKind, GatewayError};
+use crate::limits::{Acquired, SlotGuard};
 
 /// Read a request body under the configured cap.
 pub async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, Bytes), GatewayError> {
@@ -236,6 +238,16 @@ async fn relay_chat(
             .with_code("no_available_channel"),
         })?;
     let price = app.billing.quote(&probe.model, &caller.group)?;
+    let max_out = probe
+        .max_tokens
+        .unwrap_or(app.billing.config.default_max_tokens);
+    let rate_headers =
+        admission::rate_limit(app, &caller, &probe.model, probe.prompt_tokens + max_out).await?;
+    // Slots held until the call ends (moved into the stream for streams).
+    let mut slots: Vec<SlotGuard> = Vec::new();
+    if let Some(guard) = admission::caller_slots(app, &caller).await? {
+        slots.push(guard);
+    }
     let client_ip = ip.map(|i| i.to_string()).unwrap_or_default();
     let hold = app
         .billing
@@ -260,16 +272,46 @@ async fn relay_chat(
         started,
         prompt_tokens: probe.prompt_tokens,
     };
-    let mut tried = Vec::new();
+    let mut tried: Vec<i64> = Vec::new();
     let mut last_error = None;
     for _ in 0..=app.config.relay.max_retries {
-        let Some(channel) = channels::pick(&candidates, &tried) else {
+        let open: Vec<Arc<Channel>> = candidates
+            .iter()
+            .filter(|c| !tried.contains(&c.id))
+            .cloned()
+            .collect();
+        if open.is_empty() {
             break;
+        }
+        let (slot_candidates, owners) = admission::candidates(&open);
+        let (channel, key_index) = match app.limiter.acquire(&[], &slot_candidates).await {
+            Acquired::Slot(i, guard) => {
+                slots.push(guard);
+                owners[i].clone()
+            }
+            Acquired::Full | Acquired::RequiredFull(_) => {
+                if last_error.is_none() {
+                    last_error = Some(admission::all_busy(&probe.model));
+                }
+                break;
+            }
         };
         tried.push(channel.id);
-        match attempt(app, &channel, &probe, &body, &record, &mut hold).await {
-            Ok(response) => return Ok(response),
+        match attempt(
+            app, &channel, key_index, &probe, &body, &record, &mut hold, &mut slots,
+        )
+        .await
+        {
+            Ok(mut response) => {
+                for (name, value) in &rate_headers {
+                    response.headers_mut().insert(name.clone(), value.clone());
+                }
+                return Ok(response);
+            }
             Err(e) => {
+                if let Some(mut guard) = slots.pop() {
+                    guard.mark_failed();
+                }
                 tracing::info!(
                     request_id,
                     channel = channel.id,
@@ -303,14 +345,17 @@ async fn relay_chat(
     Err(error)
 }
 
-/// One try on one channel.
+/// One try on one channel, with upstream key `key_index`.
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     app: &AppState,
     channel: &Arc<Channel>,
+    key_index: usize,
     probe: &ChatProbe,
     body: &Bytes,
     record: &CallRecord,
     hold: &mut Option<Hold>,
+    slots: &mut Vec<SlotGuard>,
 ) -> Result<Response, GatewayError> {
     let adapter = app.runtime.get(&channel.adapter).ok_or_else(|| {
         GatewayError::unavailable(format!(
@@ -331,7 +376,11 @@ async fn attempt(
         channel: ChannelInfo {
             kind: channel.kind.clone(),
             base_url: channel.base_url.clone(),
-            api_key: channel.api_key.expose().to_owned(),
+            api_key: channel
+                .keys
+                .get(key_index)
+                .map(|k| k.expose().to_owned())
+                .unwrap_or_default(),
             options: channel.options.clone(),
         },
     };
@@ -372,7 +421,7 @@ async fn attempt(
 
     if probe.stream {
         let framing = upstream.framing;
-        return stream::start(lease, call, response, framing, channel, record, hold).await;
+        return stream::start(lease, call, response, framing, channel, record, hold, slots).await;
     }
 
     let upstream_response =

@@ -23,6 +23,7 @@ use crate::adapters::{self, Call, ChunkBatch, Framing, Lease, StreamTranslator, 
 use crate::billing::{self, Hold, Outcome};
 use crate::channels::Channel;
 use crate::error::{ErrorKind, GatewayError};
+use crate::limits::SlotGuard;
 
 type Upstream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
@@ -147,6 +148,7 @@ pub(super) async fn start(
     channel: &Arc<Channel>,
     record: &CallRecord,
     hold: &mut Option<Hold>,
+    slots: &mut Vec<SlotGuard>,
 ) -> Result<Response, GatewayError> {
     let framer = framer_for(framing).ok_or_else(|| {
         GatewayError::new(
@@ -199,11 +201,14 @@ pub(super) async fn start(
 
     // Committed: from here the call settles with what it delivered.
     let hold = hold.take();
+    let slots = std::mem::take(slots);
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     let channel = channel.clone();
     let record = record.clone();
     tokio::spawn(async move {
         run(pump, first, ended, tx, channel, record, first_token, hold).await;
+        // The concurrency slots are held until the stream is over.
+        drop(slots);
     });
 
     let mut out = Response::new(Body::from_stream(

@@ -30,6 +30,33 @@ impl Db {
         Ok(())
     }
 
+    /// Store a document shared by every instance, with a fresh version stamp
+    /// so the others notice (see [`Db::versioned_option_if_changed`]).
+    pub async fn set_versioned_option(&self, name: &str, value: &str) -> sqlx::Result<String> {
+        let version = uuid::Uuid::new_v4().to_string();
+        self.set_option(name, value).await?;
+        self.set_option(&format!("{name}.version"), &version)
+            .await?;
+        Ok(version)
+    }
+
+    /// The document `name` and its version, if its version differs from
+    /// `known` (`None` also when it was never stored).
+    pub async fn versioned_option_if_changed(
+        &self,
+        name: &str,
+        known: &str,
+    ) -> sqlx::Result<Option<(String, String)>> {
+        let version = self
+            .option(&format!("{name}.version"))
+            .await?
+            .unwrap_or_default();
+        if version == known {
+            return Ok(None);
+        }
+        Ok(self.option(name).await?.map(|v| (version, v)))
+    }
+
     /// Set `name` only if it has no value yet. Returns whether this call set
     /// it (so exactly one of several racing instances wins).
     pub async fn set_option_if_absent(&self, name: &str, value: &str) -> sqlx::Result<bool> {

@@ -21,6 +21,12 @@ pub struct TokenRow {
     pub expires_at: Option<i64>,
     pub created_at: i64,
     pub accessed_at: i64,
+    /// Concurrent calls allowed (0: no limit).
+    pub max_concurrency: i64,
+    /// Requests per minute (0: no limit).
+    pub rpm: i64,
+    /// Tokens per minute (0: no limit).
+    pub tpm: i64,
 }
 
 /// A token joined with what authentication needs of its user.
@@ -32,6 +38,9 @@ pub struct TokenWithUser {
     pub user_group: String,
     pub user_quota: i64,
     pub user_role: String,
+    pub user_max_concurrency: i64,
+    pub user_rpm: i64,
+    pub user_tpm: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +55,9 @@ pub struct NewToken {
     pub allowed_ips: String,
     pub group_name: String,
     pub expires_at: Option<i64>,
+    pub max_concurrency: i64,
+    pub rpm: i64,
+    pub tpm: i64,
 }
 
 macro_rules! token_columns {
@@ -78,7 +90,13 @@ macro_rules! token_columns {
             $p,
             "created_at, ",
             $p,
-            "accessed_at"
+            "accessed_at, ",
+            $p,
+            "max_concurrency, ",
+            $p,
+            "rpm, ",
+            $p,
+            "tpm"
         )
     };
 }
@@ -87,8 +105,8 @@ impl Db {
     pub async fn create_token(&self, new: &NewToken) -> sqlx::Result<TokenRow> {
         let q = self
             .insert_query(
-                "INSERT INTO tokens (user_id, name, key_digest, key_hint, status, remain_quota, unlimited_quota, used_quota, models, allowed_ips, group_name, expires_at, created_at, accessed_at) \
-                 VALUES (?, ?, ?, ?, 1, ?, ?, 0, ?, ?, ?, ?, ?, 0)",
+                "INSERT INTO tokens (user_id, name, key_digest, key_hint, status, remain_quota, unlimited_quota, used_quota, models, allowed_ips, group_name, expires_at, created_at, accessed_at, max_concurrency, rpm, tpm) \
+                 VALUES (?, ?, ?, ?, 1, ?, ?, 0, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
             )
             .bind(new.user_id)
             .bind(new.name.clone())
@@ -100,7 +118,10 @@ impl Db {
             .bind(new.allowed_ips.clone())
             .bind(new.group_name.clone())
             .bind(new.expires_at)
-            .bind(now());
+            .bind(now())
+            .bind(new.max_concurrency)
+            .bind(new.rpm)
+            .bind(new.tpm);
         let id = self.insert_id(q, self.pool()).await?;
         self.token(id).await?.ok_or(sqlx::Error::RowNotFound)
     }
@@ -142,12 +163,32 @@ impl Db {
         self.qa::<TokenWithUser>(concat!(
             "SELECT ",
             token_columns!("t."),
-            ", u.status AS user_status, u.group_name AS user_group, u.quota AS user_quota, u.role AS user_role \
+            ", u.status AS user_status, u.group_name AS user_group, u.quota AS user_quota, u.role AS user_role, \
+             u.max_concurrency AS user_max_concurrency, u.rpm AS user_rpm, u.tpm AS user_tpm \
              FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.key_digest = ?"
         ))
         .bind(digest.to_owned())
         .fetch_optional(self.pool())
         .await
+    }
+
+    /// Change a token's limits (0: no limit).
+    pub async fn set_token_limits(
+        &self,
+        id: i64,
+        max_concurrency: i64,
+        rpm: i64,
+        tpm: i64,
+    ) -> sqlx::Result<bool> {
+        let r = self
+            .q("UPDATE tokens SET max_concurrency = ?, rpm = ?, tpm = ? WHERE id = ?")
+            .bind(max_concurrency)
+            .bind(rpm)
+            .bind(tpm)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     pub async fn set_token_status(&self, id: i64, status: i64) -> sqlx::Result<bool> {

@@ -17,6 +17,9 @@ pub struct UserRow {
     pub request_count: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    pub max_concurrency: i64,
+    pub rpm: i64,
+    pub tpm: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -31,7 +34,7 @@ pub struct NewUser {
 
 macro_rules! user_columns {
     () => {
-        "id, username, display_name, role, status, group_name, quota, used_quota, request_count, created_at, updated_at"
+        "id, username, display_name, role, status, group_name, quota, used_quota, request_count, created_at, updated_at, max_concurrency, rpm, tpm"
     };
 }
 
@@ -74,6 +77,28 @@ impl Db {
         ))
         .fetch_all(self.pool())
         .await
+    }
+
+    /// Change a user's status and limits (0: no limit).
+    pub async fn update_user_limits(
+        &self,
+        id: i64,
+        status: i64,
+        max_concurrency: i64,
+        rpm: i64,
+        tpm: i64,
+    ) -> sqlx::Result<bool> {
+        let r = self
+            .q("UPDATE users SET status = ?, max_concurrency = ?, rpm = ?, tpm = ?, updated_at = ? WHERE id = ?")
+            .bind(status)
+            .bind(max_concurrency)
+            .bind(rpm)
+            .bind(tpm)
+            .bind(now())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     pub async fn user_count(&self) -> sqlx::Result<i64> {
