@@ -2,11 +2,11 @@
 # Transit's whole test suite, the same locally and in CI:
 #   formatting, lints, unit tests (host, SDK, adapters), and the integration
 #   suite (with the official SDK conformance tests) on SQLite, PostgreSQL and
-#   MariaDB/MySQL.
+#   MariaDB/MySQL, with Redis for the shared limits.
 #
 # It installs what it needs: the wasm32-wasip2 target, a Python virtualenv
-# with the pinned SDKs (target/sdk-venv), and, if they are absent, the
-# database servers (Debian packages). Under CI=true a database that cannot be
+# with the pinned SDKs (target/sdk-venv), and, if they are absent, Redis and
+# the database servers (Debian packages). Under CI=true a database that cannot be
 # reached fails the run; elsewhere that backend is skipped with a warning.
 #
 # Environment: TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432),
@@ -66,8 +66,24 @@ start_mariadb() {
     mariadb -uroot -e "CREATE DATABASE IF NOT EXISTS test; ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket;" 2>/dev/null || true
 }
 
+start_redis() {
+    port_open 6379 && return 0
+    if ! command -v redis-server >/dev/null; then
+        apt_install redis-server || return 1
+    fi
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+        --dir /var/lib/redis --logfile /var/log/redis/transit-test.log || return 1
+    wait_port 6379
+}
+
 backends=(sqlite)
-step "Database servers"
+step "Database servers and Redis"
+if ! start_redis; then
+    # The limiter tests need a real Redis; there is no honest way to skip them.
+    echo "Redis is not reachable on 127.0.0.1:6379 and could not be started" >&2
+    exit 1
+fi
 if [[ -n "${TEST_POSTGRES_URL:-}" ]] || start_postgres; then
     backends+=(postgres)
 elif ci; then

@@ -132,7 +132,9 @@ impl Local {
             let tat = tats.get(&b.name).copied().unwrap_or(now).max(now);
             let new_tat = tat + interval * cost;
             let allow_at = new_tat - window;
-            if allow_at > now {
+            // A microsecond of slack: `now + w - w` need not equal `now` in
+            // floating point.
+            if allow_at - now > 0.001 {
                 retry = retry.max(allow_at - now);
             }
             cells.push((tat, new_tat, interval, window));

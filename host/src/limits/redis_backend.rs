@@ -186,6 +186,9 @@ impl RedisBackend {
     }
 
     pub(super) async fn stats(&self, channels: &[i64]) -> R<HashMap<i64, (u64, u64)>> {
+        if channels.is_empty() {
+            return Ok(HashMap::new());
+        }
         let mut c = self.conn().await?;
         let minute = crate::store::now().max(0) / 60;
         let mut pipe = redis::pipe();

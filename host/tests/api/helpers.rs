@@ -361,10 +361,16 @@ pub enum Behavior {
     CutMidStream,
     /// Stream the reply ten times over, one chunk every 50 ms (~3 s).
     SlowStream,
+    /// Answer plainly after 600 ms.
+    Slow,
 }
 
 pub struct MockState {
-    pub api_key: String,
+    /// Keys the mock accepts.
+    pub api_keys: Vec<String>,
+    /// Calls in flight and the most ever in flight, per key (counted here,
+    /// not by the gateway).
+    pub in_flight: Mutex<std::collections::HashMap<String, (usize, usize)>>,
     pub behavior: Mutex<Behavior>,
     pub requests: AtomicUsize,
     pub last_body: Mutex<Option<Value>>,
@@ -388,8 +394,13 @@ pub const MOCK_COMPLETION_TOKENS: u64 = 7;
 
 impl MockUpstream {
     pub async fn start(api_key: &str) -> Self {
+        Self::start_with_keys(&[api_key]).await
+    }
+
+    pub async fn start_with_keys(api_keys: &[&str]) -> Self {
         let state = Arc::new(MockState {
-            api_key: api_key.to_owned(),
+            api_keys: api_keys.iter().map(|k| (*k).to_owned()).collect(),
+            in_flight: Mutex::new(std::collections::HashMap::new()),
             behavior: Mutex::new(Behavior::Normal),
             requests: AtomicUsize::new(0),
             last_body: Mutex::new(None),
@@ -421,6 +432,26 @@ impl MockUpstream {
         self.state.requests.load(Ordering::SeqCst)
     }
 
+    /// The most calls ever in flight at once with `key`.
+    pub fn max_in_flight(&self, key: &str) -> usize {
+        self.state
+            .in_flight
+            .lock()
+            .unwrap()
+            .get(key)
+            .map_or(0, |v| v.1)
+    }
+
+    pub fn in_flight_now(&self) -> usize {
+        self.state
+            .in_flight
+            .lock()
+            .unwrap()
+            .values()
+            .map(|v| v.0)
+            .sum()
+    }
+
     pub fn last_body(&self) -> Value {
         self.state.last_body.lock().unwrap().clone().unwrap()
     }
@@ -434,14 +465,47 @@ fn openai_error(status: StatusCode, message: &str, kind: &str, code: Option<&str
         .into_response()
 }
 
+/// Counts a call in flight for its key until dropped.
+struct InFlight {
+    state: Arc<MockState>,
+    key: String,
+}
+
+impl InFlight {
+    fn new(state: &Arc<MockState>, key: &str) -> Self {
+        let mut map = state.in_flight.lock().unwrap();
+        let entry = map.entry(key.to_owned()).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 = entry.1.max(entry.0);
+        drop(map);
+        Self {
+            state: state.clone(),
+            key: key.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(e) = self.state.in_flight.lock().unwrap().get_mut(&self.key) {
+            e.0 -= 1;
+        }
+    }
+}
+
 async fn mock_chat(
     State(state): State<Arc<MockState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     state.requests.fetch_add(1, Ordering::SeqCst);
-    let expected = format!("Bearer {}", state.api_key);
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+    let presented = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_owned();
+    if !state.api_keys.contains(&presented) {
         return openai_error(
             StatusCode::UNAUTHORIZED,
             "Incorrect API key provided: sk-wron*****-key. You can find your API key at https://platform.openai.com/account/api-keys.",
@@ -475,6 +539,10 @@ async fn mock_chat(
         );
     }
     let behavior = *state.behavior.lock().unwrap();
+    let in_flight = InFlight::new(&state, &presented);
+    if behavior == Behavior::Slow {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
     match behavior {
         Behavior::ServerError => {
             return openai_error(
@@ -555,6 +623,7 @@ async fn mock_chat(
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
         let blocks: Vec<String> = wire.split_inclusive("\n\n").map(str::to_owned).collect();
         tokio::spawn(async move {
+            let _in_flight = in_flight;
             for block in blocks {
                 if tx.send(Ok(Bytes::from(block))).await.is_err() {
                     return;
@@ -573,6 +642,7 @@ async fn mock_chat(
     // Deliver in small uneven pieces, so events arrive split mid-line.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     tokio::spawn(async move {
+        let _in_flight = in_flight;
         let mut i = 0;
         let mut piece = 7;
         let stop_at = if cut { bytes.len() / 2 } else { bytes.len() };
@@ -617,6 +687,15 @@ impl GatewayProcess {
     /// Start the `transit` binary on `database_url`, configured through the
     /// environment as an operator would, with a 2-second hold lease.
     pub async fn start(database_url: &str, data_dir: &std::path::Path) -> Self {
+        Self::start_with(database_url, data_dir, &[]).await
+    }
+
+    /// As [`GatewayProcess::start`], with more environment.
+    pub async fn start_with(
+        database_url: &str,
+        data_dir: &std::path::Path,
+        env: &[(&str, String)],
+    ) -> Self {
         let addr = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
@@ -632,6 +711,7 @@ impl GatewayProcess {
             .env("TRANSIT_ADAPTERS__CACHE_DIR", cache)
             .env("TRANSIT_BILLING__HOLD_LEASE_SECS", "2")
             .env("TRANSIT_LOG__LEVEL", "warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .kill_on_drop(true)
             .spawn()
             .expect("the transit binary starts");
@@ -659,5 +739,67 @@ impl GatewayProcess {
     /// SIGKILL: no shutdown hook runs.
     pub async fn kill(&mut self) {
         self.child.kill().await.unwrap();
+    }
+}
+
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// A Redis key prefix of its own for one test.
+pub fn redis_prefix() -> String {
+    format!("transit-test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A TCP relay to Redis that a test can cut and restore, to play a Redis
+/// outage without touching the real server.
+pub struct RedisProxy {
+    pub port: u16,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl RedisProxy {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = Self {
+            port,
+            tasks: Arc::new(Mutex::new(Vec::new())),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:6379").await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Drop every connection and stop accepting.
+    pub fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Accept connections again, on the same port.
+    pub async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        self.serve(listener);
     }
 }

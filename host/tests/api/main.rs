@@ -12,5 +12,6 @@ mod admin;
 mod billing;
 mod errors;
 mod helpers;
+mod limits;
 mod relay;
 mod sdk;

@@ -20,7 +20,8 @@ for i = 1, n do
   end
   local new_tat = tat + interval * cost
   local allow_at = new_tat - burst
-  if allow_at > now then
+  -- A microsecond of slack: now + w - w need not equal now in floating point.
+  if allow_at - now > 0.001 then
     retry = math.max(retry, allow_at - now)
   end
   tats[i] = {tat, new_tat, interval, burst}
