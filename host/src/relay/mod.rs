@@ -1,14 +1,19 @@
 //! The relay: one client call through its phases.
 //!
 //! ```text
-//! auth     token → caller (user, group, allowed models, IP, expiry, quota)
-//! parse    body read under the size cap; JSON, model, messages validated
-//! select   channels serving the model for the group: priority tier, then weight
+//! auth     token → caller (user, group, allowed models, IP, expiry, quota, limits)
+//! parse    body read under the size cap; JSON, model, messages validated;
+//!          prompt tokens counted
+//! limits   RPM/TPM budgets (key, user, model rules); key and user concurrency
+//! hold     the estimated cost held against the balance (billing)
+//! select   a concurrency slot on an upstream key of the channels serving the
+//!          model: highest priority tier with room, weight × free share inside it
 //! prepare  adapter.prepare-request → the upstream request (host does the I/O)
 //! send     pooled HTTP client, connect and total timeouts
 //! translate  non-stream: adapter.parse-response
 //!          stream: host frames events → adapter stream-translator → SSE to client
-//! settle   usage → quota; log row and balances written (billing::Recorder)
+//! settle   actual cost charged, the rest of the hold refunded, log row written;
+//!          slots released
 //! ```
 //!
 //! A retryable failure before any byte reached the client moves on to the
