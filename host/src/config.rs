@@ -99,6 +99,10 @@ pub struct AdapterConfig {
     /// Cache of compiled adapters, keyed by content hash. Default:
     /// `<data_dir>/adapter-cache`.
     pub cache_dir: Option<PathBuf>,
+    /// Watched directory: a `.wasm` component dropped here is loaded (or
+    /// replaces the adapter of the same name) without a restart; deleting
+    /// it removes it. Default: `<data_dir>/adapters`.
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -158,6 +162,7 @@ impl Default for AdapterConfig {
             memory_limit_mib: 64,
             max_instances: 1000,
             cache_dir: None,
+            dir: None,
         }
     }
 }
@@ -205,6 +210,13 @@ impl Config {
                 self.data_dir.join("transit.db").display()
             ),
         }
+    }
+
+    pub fn adapters_dir(&self) -> PathBuf {
+        self.adapters
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("adapters"))
     }
 
     pub fn adapter_cache_dir(&self) -> PathBuf {

@@ -84,7 +84,19 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
 
     let adapter_config = config.adapters.clone();
     let cache_dir = config.adapter_cache_dir();
-    let runtime = adapters::Runtime::new(&adapter_config, Some(&cache_dir)).await?;
+    let runtime = Arc::new(adapters::Runtime::new(&adapter_config, Some(&cache_dir)).await?);
+    runtime.sync_uploaded(&db).await?;
+    let upload_sync = runtime.spawn_upload_sync(
+        db.clone(),
+        Duration::from_millis(config.relay.channel_refresh_ms.max(100)),
+    );
+    let adapters_dir = config.adapters_dir();
+    std::fs::create_dir_all(&adapters_dir)
+        .with_context(|| format!("creating the adapters directory {}", adapters_dir.display()))?;
+    runtime.scan_dir(&adapters_dir).await;
+    let watcher = runtime
+        .watch_dir(adapters_dir.clone())
+        .with_context(|| format!("watching {}", adapters_dir.display()))?;
 
     let router = Arc::new(channels::Router::load(db.clone(), secrets.clone()).await?);
     let billing = billing::Billing::load(db.clone(), config.billing.clone()).await?;
@@ -121,7 +133,7 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
         config,
         db,
         router,
-        runtime: Arc::new(runtime),
+        runtime,
         http,
         secrets,
         admin,
@@ -130,7 +142,13 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
         router: http::router(state.clone()),
         state,
         generated_admin_token,
-        background: vec![refresher, maintenance, limiter_maintenance],
+        background: vec![
+            refresher,
+            maintenance,
+            limiter_maintenance,
+            upload_sync,
+            watcher,
+        ],
     })
 }
 

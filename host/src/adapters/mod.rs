@@ -8,6 +8,8 @@
 //! only the request that hit it; the store is dropped with it.
 
 mod builtin;
+mod health;
+mod sources;
 mod v0_1_0;
 
 use std::collections::HashMap;
@@ -36,6 +38,9 @@ const TICK: Duration = Duration::from_millis(5);
 /// WIT versions of `transit:adapter` this host serves.
 pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];
 
+pub use self::health::Health;
+pub use self::sources::{LoadError, Source};
+
 /// A compiled adapter, ready to instantiate.
 pub struct LoadedAdapter {
     pub info: AdapterInfo,
@@ -43,10 +48,12 @@ pub struct LoadedAdapter {
     /// SHA-256 of the component bytes, hex.
     pub hash: String,
     pub loaded_at: i64,
-    pub builtin: bool,
+    pub source: Source,
     pre: v0_1_0::Pre,
     /// Requests and streams currently holding an instance of this version.
     in_flight: AtomicUsize,
+    /// The crash-loop guard.
+    pub health: Health,
 }
 
 impl LoadedAdapter {
@@ -60,6 +67,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<v0_1_0::GuestState>,
     registry: ArcSwap<HashMap<String, Arc<LoadedAdapter>>>,
+    sources: sources::Sources,
     limits: AdapterConfig,
     deadline_ticks: u64,
     stop_ticker: Arc<AtomicBool>,
@@ -95,13 +103,14 @@ impl Runtime {
             engine,
             linker,
             registry: ArcSwap::from_pointee(HashMap::new()),
+            sources: sources::Sources::default(),
             limits: limits.clone(),
             deadline_ticks,
             stop_ticker,
         };
         for (file, bytes) in builtin::ADAPTERS {
             let adapter = runtime
-                .compile(bytes, true)
+                .compile(bytes, Source::Builtin)
                 .await
                 .with_context(|| format!("loading built-in adapter {file}"))?;
             runtime.install(adapter);
@@ -111,7 +120,8 @@ impl Runtime {
 
     /// Validate and compile a component (on a blocking thread: it takes
     /// tens of milliseconds or more), then smoke-call its `info()`.
-    pub async fn compile(&self, bytes: &[u8], builtin: bool) -> anyhow::Result<LoadedAdapter> {
+    pub async fn compile(&self, bytes: &[u8], source: Source) -> anyhow::Result<LoadedAdapter> {
+        sources::check_header(bytes)?;
         let engine = self.engine.clone();
         let owned = bytes.to_vec();
         let component = tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
@@ -135,24 +145,54 @@ impl Runtime {
             wit_version,
             hash: hex::encode(Sha256::digest(bytes)),
             loaded_at: crate::store::now(),
-            builtin,
+            source,
             pre,
             in_flight: AtomicUsize::new(0),
+            health: Health::default(),
         })
     }
 
-    /// Make `adapter` the version served under its name. Requests already
+    /// Make `adapter` the version served under its name from its source.
+    /// The name serves the uploaded version if there is one, else the one
+    /// from the adapters directory, else the built-in one. Requests already
     /// running keep the version they started with.
     pub fn install(&self, adapter: LoadedAdapter) -> Arc<LoadedAdapter> {
         let adapter = Arc::new(adapter);
         let name = adapter.info.name.clone();
+        self.sources
+            .set(&name, adapter.source, Some(adapter.clone()));
+        self.publish(&name);
+        tracing::info!(adapter = %name, version = %adapter.info.version, source = ?adapter.source, hash = %&adapter.hash[..12], "adapter installed");
+        adapter
+    }
+
+    /// Withdraw `name`'s version from `source`; the name falls back to a
+    /// lower source, or stops being served.
+    pub fn remove(&self, name: &str, source: Source) {
+        self.sources.set(name, source, None);
+        self.publish(name);
+        tracing::info!(adapter = %name, source = ?source, "adapter removed");
+    }
+
+    fn publish(&self, name: &str) {
+        let effective = self.sources.effective(name);
         self.registry.rcu(|current| {
             let mut next = HashMap::clone(current);
-            next.insert(name.clone(), adapter.clone());
+            match &effective {
+                Some(a) => {
+                    next.insert(name.to_owned(), a.clone());
+                }
+                None => {
+                    next.remove(name);
+                }
+            }
             next
         });
-        tracing::info!(adapter = %name, version = %adapter.info.version, hash = %&adapter.hash[..12], "adapter installed");
-        adapter
+    }
+
+    /// Recent load failures, newest first.
+    pub fn load_errors(&self) -> Vec<LoadError> {
+        self.sources.errors()
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<LoadedAdapter>> {
@@ -304,7 +344,7 @@ mod tests {
             .unwrap();
         let adapter = runtime.get("openai").expect("built in");
         assert_eq!(adapter.wit_version, "0.1.0");
-        assert!(adapter.builtin);
+        assert_eq!(adapter.source, Source::Builtin);
         let mut lease = runtime.instantiate(&adapter).await.unwrap();
         assert_eq!(adapter.in_flight(), 1);
 
@@ -376,13 +416,25 @@ mod tests {
         let runtime = Runtime::new(&AdapterConfig::default(), Some(dir.path()))
             .await
             .unwrap();
+        // A core module, not a component.
         let err = runtime
-            .compile(b"\0asm\x01\0\0\0", false)
+            .compile(b"\0asm\x01\0\0\0", Source::Uploaded)
             .await
             .err()
             .unwrap();
-        assert!(format!("{err:#}").contains("compiling"), "{err:#}");
-        let err = runtime.compile(b"garbage", false).await.err().unwrap();
+        assert!(format!("{err:#}").contains("component"), "{err:#}");
+        let err = runtime
+            .compile(b"garbage", Source::Uploaded)
+            .await
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("WebAssembly"), "{err:#}");
+        // A component whose body is broken.
+        let err = runtime
+            .compile(b"\0asm\x0d\0\x01\0\xff\xff", Source::Uploaded)
+            .await
+            .err()
+            .unwrap();
         assert!(format!("{err:#}").contains("compiling"), "{err:#}");
     }
 }

@@ -4,6 +4,7 @@
 //! instance's routing table at once, and other instances notice the change
 //! in the database within `relay.channel_refresh_ms`.
 
+mod adapters;
 mod money;
 mod monitor;
 
@@ -56,7 +57,14 @@ pub fn routes(app: AppState) -> Router<AppState> {
             "/tokens/{id}",
             axum::routing::patch(update_token).delete(delete_token),
         )
-        .route("/adapters", get(list_adapters))
+        .route(
+            "/adapters",
+            get(adapters::list_adapters).post(adapters::upload_adapter),
+        )
+        .route(
+            "/adapters/{name}",
+            axum::routing::delete(adapters::delete_adapter),
+        )
         .route("/logs", get(list_logs))
         .layer(axum::middleware::from_fn_with_state(app, require_admin))
 }
@@ -635,28 +643,6 @@ async fn delete_token(State(app): State<AppState>, Path(id): Path<i64>) -> Admin
         return Err(GatewayError::not_found(format!("No token {id}.")));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn list_adapters(State(app): State<AppState>) -> AdminResult {
-    let data: Vec<Value> = app
-        .runtime
-        .adapters()
-        .iter()
-        .map(|a| {
-            json!({
-                "name": a.info.name,
-                "version": a.info.version,
-                "wit_version": a.wit_version,
-                "endpoints": a.info.endpoints,
-                "description": a.info.description,
-                "hash": a.hash,
-                "builtin": a.builtin,
-                "loaded_at": a.loaded_at,
-                "in_flight": a.in_flight(),
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "data": data })).into_response())
 }
 
 #[derive(Debug, Deserialize)]

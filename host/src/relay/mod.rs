@@ -242,6 +242,28 @@ async fn relay_chat(
             ))
             .with_code("no_available_channel"),
         })?;
+    // Channels whose adapter is not loaded, or keeps crashing, are skipped.
+    let (candidates, unusable): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|c| {
+        app.runtime
+            .get(&c.adapter)
+            .is_some_and(|a| a.health.is_healthy())
+    });
+    if candidates.is_empty() {
+        let adapter = unusable
+            .first()
+            .map(|c| c.adapter.clone())
+            .unwrap_or_default();
+        let why = if app.runtime.get(&adapter).is_some() {
+            "keeps failing and is out of rotation for a while"
+        } else {
+            "is not loaded"
+        };
+        return Err(GatewayError::unavailable(format!(
+            "No channel can serve `{}`: the adapter `{adapter}` {why}.",
+            probe.model
+        ))
+        .with_code("adapter_unavailable"));
+    }
     let price = app.billing.quote(&probe.model, &caller.group)?;
     let max_out = probe
         .max_tokens
@@ -593,6 +615,12 @@ pub(crate) fn from_adapter_error(e: AdapterError, channel: &Channel) -> GatewayE
 
 pub(crate) fn guest_failure(lease: &Lease, failure: adapters::GuestFailure) -> GatewayError {
     tracing::error!(adapter = %lease.adapter.info.name, version = %lease.adapter.info.version, %failure, "adapter failed");
+    if lease.adapter.health.record_failure() {
+        tracing::error!(
+            adapter = %lease.adapter.info.name,
+            "adapter keeps failing: its channels are out of rotation for a while"
+        );
+    }
     GatewayError::new(
         ErrorKind::Adapter,
         format!("The adapter `{}` {failure}.", lease.adapter.info.name),

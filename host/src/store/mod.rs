@@ -5,6 +5,7 @@
 //! time. Queries are written with `?` placeholders and rewritten to `$n` for
 //! PostgreSQL by [`Db::sql`].
 
+mod adapters;
 mod channels;
 mod holds;
 mod logs;

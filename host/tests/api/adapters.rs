@@ -64,8 +64,48 @@ async fn many_concurrent_traps_leave_the_gateway_serving() {
     }
     let results = futures_util::future::join_all(calls).await;
     for (i, r) in results.into_iter().enumerate() {
-        assert_eq!(r.status(), if i % 2 == 0 { 502 } else { 200 });
+        if i % 2 == 0 {
+            // A trap, or — once the crash-loop guard tripped — refused.
+            assert!([502, 503].contains(&r.status().as_u16()), "{}", r.status());
+        } else {
+            assert_eq!(r.status(), 200);
+        }
     }
+}
+
+#[tokio::test]
+async fn an_adapter_that_keeps_trapping_is_taken_out_of_rotation() {
+    let (app, mock, key) = misbehaving_app().await;
+    for _ in 0..5 {
+        adapter_failure(&app, &key, "trap", false).await;
+    }
+    // The guard tripped: the adapter's channels are skipped, without a call.
+    let r = app.chat(&key, chat_body("fine", false)).await;
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "adapter_unavailable");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("out of rotation")
+    );
+    // Other adapters keep serving.
+    assert_eq!(
+        app.chat(&key, chat_body("healthy", false)).await.status(),
+        200
+    );
+    assert_eq!(mock.requests(), 1);
+    let v: Value = app.admin_get("/admin/adapters").await.json().await.unwrap();
+    let misbehave = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "misbehave")
+        .unwrap()
+        .clone();
+    assert_eq!(misbehave["healthy"], false);
+    assert!(misbehave["unhealthy_until"].as_i64().is_some());
 }
 
 #[tokio::test]

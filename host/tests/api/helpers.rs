@@ -297,7 +297,13 @@ impl TestApp {
         let bytes =
             std::fs::read(std::path::Path::new(env!("BUILT_ADAPTERS_DIR")).join("misbehave.wasm"))
                 .unwrap();
-        let adapter = self.app.state.runtime.compile(&bytes, false).await.unwrap();
+        let adapter = self
+            .app
+            .state
+            .runtime
+            .compile(&bytes, transit::adapters::Source::Directory)
+            .await
+            .unwrap();
         self.app.state.runtime.install(adapter);
     }
 }
