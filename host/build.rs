@@ -16,6 +16,8 @@ const PROFILE: &str = "wasm";
 const ADAPTERS: &[(&str, &str, bool)] = &[
     ("transit-adapter-openai", "openai.wasm", true),
     ("transit-adapter-misbehave", "misbehave.wasm", false),
+    ("transit-adapter-swap-v1", "swap-v1.wasm", false),
+    ("transit-adapter-swap-v2", "swap-v2.wasm", false),
 ];
 
 fn main() {
@@ -37,7 +39,7 @@ fn run() -> Result<(), String> {
         "wit",
         "sdk",
         "adapters",
-        "host/tests/fixtures/misbehave-adapter",
+        "host/tests/fixtures",
         "Cargo.toml",
         "Cargo.lock",
     ] {

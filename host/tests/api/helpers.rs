@@ -292,6 +292,11 @@ impl TestApp {
         assert_eq!(status, 200, "{}", r.text().await.unwrap());
     }
 
+    /// The bytes of a test-fixture component built by `build.rs`.
+    pub fn fixture_wasm(file: &str) -> Vec<u8> {
+        std::fs::read(std::path::Path::new(env!("BUILT_ADAPTERS_DIR")).join(file)).unwrap()
+    }
+
     /// Load the test-fixture adapter that misbehaves on demand.
     pub async fn install_misbehave_adapter(&self) {
         let bytes =
@@ -380,6 +385,8 @@ pub struct MockState {
     pub behavior: Mutex<Behavior>,
     pub requests: AtomicUsize,
     pub last_body: Mutex<Option<Value>>,
+    /// `x-swap-version` of each request that carried one.
+    pub swap_versions: Mutex<Vec<String>>,
 }
 
 pub struct MockUpstream {
@@ -407,6 +414,7 @@ impl MockUpstream {
         let state = Arc::new(MockState {
             api_keys: api_keys.iter().map(|k| (*k).to_owned()).collect(),
             in_flight: Mutex::new(std::collections::HashMap::new()),
+            swap_versions: Mutex::new(Vec::new()),
             behavior: Mutex::new(Behavior::Normal),
             requests: AtomicUsize::new(0),
             last_body: Mutex::new(None),
@@ -436,6 +444,11 @@ impl MockUpstream {
 
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// The adapter version that served the latest request.
+    pub fn last_swap_version(&self) -> Option<String> {
+        self.state.swap_versions.lock().unwrap().last().cloned()
     }
 
     /// The most calls ever in flight at once with `key`.
@@ -505,6 +518,9 @@ async fn mock_chat(
     body: Bytes,
 ) -> Response {
     state.requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(v) = headers.get("x-swap-version").and_then(|v| v.to_str().ok()) {
+        state.swap_versions.lock().unwrap().push(v.to_owned());
+    }
     let presented = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

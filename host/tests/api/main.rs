@@ -12,6 +12,7 @@ mod admin;
 mod billing;
 mod errors;
 mod helpers;
+mod hotswap;
 mod limits;
 mod relay;
 mod sdk;
