@@ -71,10 +71,14 @@ impl Drop for App {
 
 /// Connect to the database, load adapters and channels, and assemble the
 /// HTTP application.
-pub async fn build_app(config: Config) -> anyhow::Result<App> {
-    // Several components may race to install the process-wide crypto
-    // provider; the first wins and that is fine.
+/// Install the process-wide TLS crypto provider (ring). Idempotent: the
+/// first call wins, later ones change nothing.
+pub fn init_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub async fn build_app(config: Config) -> anyhow::Result<App> {
+    init_tls();
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;

@@ -1,23 +1,84 @@
-//! The `transit` binary: load the configuration and serve.
+//! The `transit` binary.
+//!
+//! ```text
+//! transit                                   serve (configuration: transit.toml, TRANSIT_*)
+//! transit adapter test FILE.wasm [--fixtures DIR] [--model NAME]
+//!                                           run the adapter conformance kit
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use transit::Config;
 
+const USAGE: &str = "usage:
+  transit                                   start the gateway
+  transit adapter test FILE.wasm [--fixtures DIR] [--model NAME]
+                                            check an adapter component";
+
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => serve().await,
+        Some("adapter") => adapter_command(&args[1..]).await,
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some(other) => {
+            eprintln!("transit: unknown command {other:?}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve() -> ExitCode {
     let config = match Config::load() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("transit: {e:#}");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(2);
         }
     };
     transit::telemetry::init(&config.log);
     match transit::run(config).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("transit: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn adapter_command(args: &[String]) -> ExitCode {
+    let (Some("test"), Some(file)) = (args.first().map(String::as_str), args.get(1)) else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let mut options = transit::adapters::kit::KitOptions {
+        file: PathBuf::from(file),
+        fixtures: None,
+        model: "conformance-model".to_owned(),
+    };
+    let mut rest = args[2..].iter();
+    while let Some(flag) = rest.next() {
+        match (flag.as_str(), rest.next()) {
+            ("--fixtures", Some(dir)) => options.fixtures = Some(PathBuf::from(dir)),
+            ("--model", Some(model)) => options.model = model.clone(),
+            _ => {
+                eprintln!("transit: unexpected argument {flag:?}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match transit::adapters::kit::run(options).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("transit: {e:#}");
+            ExitCode::from(2)
         }
     }
 }

@@ -9,6 +9,7 @@
 
 mod builtin;
 mod health;
+pub mod kit;
 mod sources;
 mod v0_1_0;
 
@@ -268,8 +269,11 @@ fn build_engine(
     if let Some(dir) = cache_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the adapter cache {}", dir.display()))?;
+        // The cache wants an absolute path; data_dir is usually relative.
+        let dir = std::path::absolute(dir)
+            .with_context(|| format!("resolving the adapter cache {}", dir.display()))?;
         let mut cache = wasmtime::CacheConfig::new();
-        cache.with_directory(dir);
+        cache.with_directory(&dir);
         config.cache(Some(wasmtime::Cache::new(cache)?));
     }
     Engine::new(&config)

@@ -1,4 +1,6 @@
-//! Host bindings for `transit:adapter@0.1.0`.
+//! Host bindings for `transit:adapter@0.1.0`, generated from the frozen copy
+//! of that version (`wit/since_v0.1.0`): the development WIT can move on
+//! without changing what a 0.1.0 component is offered.
 
 use wasmtime::component::{HasSelf, Linker, ResourceAny, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
@@ -11,7 +13,7 @@ use crate::config::AdapterConfig;
 // served by the async WASI implementation instead of blocking a runtime
 // thread.
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../wit/since_v0.1.0",
     world: "transit-adapter",
     exports: { default: async },
 });

@@ -10,6 +10,7 @@
 mod adapters;
 mod admin;
 mod billing;
+mod binary;
 mod errors;
 mod helpers;
 mod hotswap;
