@@ -732,7 +732,7 @@ impl GatewayProcess {
             .env("TRANSIT_DATA_DIR", data_dir)
             .env("TRANSIT_ADAPTERS__CACHE_DIR", cache)
             .env("TRANSIT_BILLING__HOLD_LEASE_SECS", "2")
-            .env("TRANSIT_LOG__LEVEL", "warn")
+            .env("TRANSIT_LOG__LEVEL", "error")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .kill_on_drop(true)
             .spawn()
