@@ -125,6 +125,11 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "Tests on SQLite (unit, integration, SDK conformance)"
 TEST_DATABASE=sqlite cargo test --workspace
 
+step "The example adapter: plain cargo build, then the conformance kit"
+(cd examples/minimal-adapter && cargo build --quiet --target wasm32-wasip2 --release)
+cargo run --quiet -p transit -- adapter test \
+    examples/minimal-adapter/target/wasm32-wasip2/release/minimal_adapter.wasm
+
 for backend in "${backends[@]}"; do
     [[ "$backend" == sqlite ]] && continue
     step "Integration tests on $backend"

@@ -1,0 +1,89 @@
+//! The adapter call path: instantiating a component for a request, and the
+//! calls a plain chat completion makes (prepare + parse) and a stream makes
+//! per event batch. Run with `cargo bench -p transit --bench adapter`.
+//! Prints medians of 15 batches.
+#![allow(clippy::panic, reason = "a benchmark stops on a broken invariant")]
+
+use std::time::{Duration, Instant};
+
+use transit::adapters::{Call, ChannelInfo, Event, Runtime, UpstreamResponse};
+use transit::config::AdapterConfig;
+
+const REQUEST: &[u8] = br#"{"model":"m","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16}"#;
+const RESPONSE: &[u8] = br#"{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":9,"total_tokens":21}}"#;
+const CHUNK: &[u8] = br#"{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"token "},"finish_reason":null}]}"#;
+
+fn call(stream: bool) -> Call {
+    Call {
+        endpoint: "chat.completions".into(),
+        model: "m".into(),
+        stream,
+        include_usage: false,
+        channel: ChannelInfo {
+            kind: "openai".into(),
+            base_url: "http://127.0.0.1:9100".into(),
+            api_key: "sk-bench".into(),
+            options: vec![],
+        },
+    }
+}
+
+async fn median<F, Fut>(ops: usize, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut samples = Vec::new();
+    for _ in 0..15 {
+        let start = Instant::now();
+        for _ in 0..ops {
+            f().await;
+        }
+        samples.push(start.elapsed() / ops as u32);
+    }
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cache = tempfile::tempdir()?;
+    let runtime = Runtime::new(&AdapterConfig::default(), Some(cache.path())).await?;
+    let adapter = runtime.get("openai").ok_or_else(|| anyhow::anyhow!("no openai adapter"))?;
+
+    let instantiate = median(2000, || {
+        let (runtime, adapter) = (&runtime, &adapter);
+        async move {
+            drop(runtime.instantiate(adapter).await.unwrap_or_else(|e| panic!("{e}")));
+        }
+    })
+    .await;
+    let plain = median(2000, || {
+        let (runtime, adapter) = (&runtime, &adapter);
+        async move {
+            let mut lease = runtime.instantiate(adapter).await.unwrap_or_else(|e| panic!("{e}"));
+            let c = call(false);
+            let _ = lease.instance.prepare_request(&c, REQUEST).await;
+            let response = UpstreamResponse { status: 200, headers: vec![], body: RESPONSE.to_vec() };
+            let _ = lease.instance.parse_response(&c, &response).await;
+        }
+    })
+    .await;
+    let mut lease = runtime.instantiate(&adapter).await?;
+    let c = call(true);
+    let stream = lease.instance.open_stream(&c).await.map_err(|f| anyhow::anyhow!("{f}"))?;
+    let events = vec![Event { name: None, data: CHUNK.to_vec() }];
+    let mut per_event = Vec::new();
+    for _ in 0..15 {
+        let start = Instant::now();
+        for _ in 0..5000 {
+            let _ = lease.instance.push(&stream, &events).await;
+        }
+        per_event.push(start.elapsed() / 5000);
+    }
+    per_event.sort();
+    println!("instantiate (fresh store + instance)       {instantiate:>9.2?}");
+    println!("plain call: instantiate + prepare + parse  {plain:>9.2?}");
+    println!("stream: one event batch through push       {:>9.2?}", per_event[7]);
+    Ok(())
+}
