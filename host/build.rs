@@ -15,6 +15,7 @@ const PROFILE: &str = "wasm";
 /// (crate name, file name in the gateway, embedded in the binary?)
 const ADAPTERS: &[(&str, &str, bool)] = &[
     ("transit-adapter-openai", "openai.wasm", true),
+    ("transit-adapter-anthropic", "anthropic.wasm", true),
     ("transit-adapter-misbehave", "misbehave.wasm", false),
     ("transit-adapter-swap-v1", "swap-v1.wasm", false),
     ("transit-adapter-swap-v2", "swap-v2.wasm", false),

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use transit::adapters::{Call, ChannelInfo, Event, Runtime, UpstreamResponse};
 use transit::config::AdapterConfig;
 
-const REQUEST: &[u8] = br#"{"model":"m","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16}"#;
+const REQUEST: &[u8] =
+    br#"{"model":"m","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16}"#;
 const RESPONSE: &[u8] = br#"{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":9,"total_tokens":21}}"#;
 const CHUNK: &[u8] = br#"{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"token "},"finish_reason":null}]}"#;
 
@@ -49,30 +50,51 @@ where
 async fn main() -> anyhow::Result<()> {
     let cache = tempfile::tempdir()?;
     let runtime = Runtime::new(&AdapterConfig::default(), Some(cache.path())).await?;
-    let adapter = runtime.get("openai").ok_or_else(|| anyhow::anyhow!("no openai adapter"))?;
+    let adapter = runtime
+        .get("openai")
+        .ok_or_else(|| anyhow::anyhow!("no openai adapter"))?;
 
     let instantiate = median(2000, || {
         let (runtime, adapter) = (&runtime, &adapter);
         async move {
-            drop(runtime.instantiate(adapter).await.unwrap_or_else(|e| panic!("{e}")));
+            drop(
+                runtime
+                    .instantiate(adapter)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
         }
     })
     .await;
     let plain = median(2000, || {
         let (runtime, adapter) = (&runtime, &adapter);
         async move {
-            let mut lease = runtime.instantiate(adapter).await.unwrap_or_else(|e| panic!("{e}"));
+            let mut lease = runtime
+                .instantiate(adapter)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
             let c = call(false);
             let _ = lease.instance.prepare_request(&c, REQUEST).await;
-            let response = UpstreamResponse { status: 200, headers: vec![], body: RESPONSE.to_vec() };
+            let response = UpstreamResponse {
+                status: 200,
+                headers: vec![],
+                body: RESPONSE.to_vec(),
+            };
             let _ = lease.instance.parse_response(&c, &response).await;
         }
     })
     .await;
     let mut lease = runtime.instantiate(&adapter).await?;
     let c = call(true);
-    let stream = lease.instance.open_stream(&c).await.map_err(|f| anyhow::anyhow!("{f}"))?;
-    let events = vec![Event { name: None, data: CHUNK.to_vec() }];
+    let stream = lease
+        .instance
+        .open_stream(&c)
+        .await
+        .map_err(|f| anyhow::anyhow!("{f}"))?;
+    let events = vec![Event {
+        name: None,
+        data: CHUNK.to_vec(),
+    }];
     let mut per_event = Vec::new();
     for _ in 0..15 {
         let start = Instant::now();
@@ -84,6 +106,9 @@ async fn main() -> anyhow::Result<()> {
     per_event.sort();
     println!("instantiate (fresh store + instance)       {instantiate:>9.2?}");
     println!("plain call: instantiate + prepare + parse  {plain:>9.2?}");
-    println!("stream: one event batch through push       {:>9.2?}", per_event[7]);
+    println!(
+        "stream: one event batch through push       {:>9.2?}",
+        per_event[7]
+    );
     Ok(())
 }

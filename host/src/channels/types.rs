@@ -56,6 +56,8 @@ pub const TYPES: &[ChannelType] = &[
     ),
     t("dmxapi", "openai", "https://www.dmxapi.cn"),
     t("custom", "openai", ""),
+    t("anthropic", "anthropic", "https://api.anthropic.com"),
+    t("claude", "anthropic", "https://api.anthropic.com"),
 ];
 
 pub fn find(name: &str) -> Option<&'static ChannelType> {

@@ -825,3 +825,170 @@ impl RedisProxy {
         self.serve(listener);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Mock Anthropic Messages API
+// ---------------------------------------------------------------------------
+
+pub const CLAUDE_REPLY: &str = "Hello from Claude!";
+pub const CLAUDE_INPUT_TOKENS: u64 = 13;
+pub const CLAUDE_CACHE_READ_TOKENS: u64 = 4;
+pub const CLAUDE_OUTPUT_TOKENS: u64 = 6;
+
+/// Speaks `POST /v1/messages` and rejects what the real API rejects: a
+/// missing or wrong `x-api-key`, a missing `anthropic-version`, a missing
+/// `max_tokens`, roles other than user/assistant, a `system` role message.
+pub struct MockAnthropic {
+    pub addr: SocketAddr,
+    pub last_body: Arc<Mutex<Option<Value>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MockAnthropic {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn anthropic_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"type": "error", "error": {"type": kind, "message": message}})),
+    )
+        .into_response()
+}
+
+impl MockAnthropic {
+    pub async fn start(api_key: &'static str) -> Self {
+        let last_body: Arc<Mutex<Option<Value>>> = Arc::new(Mutex::new(None));
+        let seen = last_body.clone();
+        let app = axum::Router::new().route(
+            "/v1/messages",
+            post(move |headers: HeaderMap, body: Bytes| {
+                let seen = seen.clone();
+                async move { mock_messages(api_key, &seen, &headers, &body) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            addr,
+            last_body,
+            server,
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn last_body(&self) -> Value {
+        self.last_body.lock().unwrap().clone().unwrap()
+    }
+}
+
+fn mock_messages(
+    api_key: &str,
+    seen: &Mutex<Option<Value>>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(api_key) {
+        return anthropic_error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid x-api-key",
+        );
+    }
+    if headers.get("anthropic-version").is_none() {
+        return anthropic_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "anthropic-version: header is required",
+        );
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(body) else {
+        return anthropic_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid JSON",
+        );
+    };
+    *seen.lock().unwrap() = Some(req.clone());
+    if req.get("max_tokens").and_then(Value::as_u64).is_none() {
+        return anthropic_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "max_tokens: Field required",
+        );
+    }
+    let messages = req["messages"].as_array().cloned().unwrap_or_default();
+    if messages.is_empty() {
+        return anthropic_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "messages: at least one message is required",
+        );
+    }
+    for m in &messages {
+        let role = m["role"].as_str().unwrap_or("");
+        if role != "user" && role != "assistant" {
+            return anthropic_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &format!(
+                    "messages: Input tag '{role}' found using 'role' does not match any of the expected tags: 'assistant', 'user'"
+                ),
+            );
+        }
+    }
+    let model = req["model"].as_str().unwrap_or("claude").to_owned();
+    let wants_tool = req.get("tools").is_some() && req["tool_choice"]["type"] == "any";
+    let usage_start = json!({"input_tokens": CLAUDE_INPUT_TOKENS - CLAUDE_CACHE_READ_TOKENS, "cache_read_input_tokens": CLAUDE_CACHE_READ_TOKENS, "cache_creation_input_tokens": 0, "output_tokens": 1});
+    if req["stream"] != json!(true) {
+        let content = if wants_tool {
+            json!([{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "Paris"}}])
+        } else {
+            json!([{"type": "text", "text": CLAUDE_REPLY}])
+        };
+        let mut usage = usage_start.clone();
+        usage["output_tokens"] = json!(CLAUDE_OUTPUT_TOKENS);
+        return Json(json!({
+            "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+            "content": content, "stop_reason": if wants_tool { "tool_use" } else { "end_turn" },
+            "stop_sequence": null, "usage": usage,
+        }))
+        .into_response();
+    }
+    let mut events = vec![
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant", "content": [], "model": model, "stop_reason": null, "stop_sequence": null, "usage": usage_start}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        ("ping", json!({"type": "ping"})),
+    ];
+    for word in CLAUDE_REPLY.split_inclusive(' ') {
+        events.push(("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}})));
+    }
+    events.push((
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": CLAUDE_OUTPUT_TOKENS}})));
+    events.push(("message_stop", json!({"type": "message_stop"})));
+    let mut wire = String::new();
+    for (name, data) in events {
+        wire.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    }
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from(wire))
+        .unwrap()
+}

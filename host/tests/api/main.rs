@@ -9,6 +9,7 @@
 
 mod adapters;
 mod admin;
+mod anthropic;
 mod billing;
 mod binary;
 mod errors;

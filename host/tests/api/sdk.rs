@@ -58,24 +58,23 @@ fn pytest(python: &Path, file: &str, env: &[(&str, String)]) {
     assert!(out.status.success(), "pytest {file} failed:\n{report}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openai_python_sdk() {
+/// Run the official OpenAI SDK's conformance file against `app`.
+pub async fn run_openai_sdk(
+    app: &TestApp,
+    key: String,
+    model: &str,
+    reply: &str,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+) {
     let python = tokio::task::spawn_blocking(sdk_python).await.unwrap();
-    let app = spawn_app().await;
-    let mock = MockUpstream::start("sk-upstream").await;
-    app.channel(json!({"name": "mock", "secret_key": "sk-upstream", "base_url": mock.base_url(), "models": ["gpt-4o-mini"]}))
-        .await;
-    let (_, key) = app.user_with_key(1_000_000).await;
     let env = [
         ("GATEWAY_BASE_URL", app.url("/v1")),
         ("GATEWAY_KEY", key),
-        ("GATEWAY_MODEL", "gpt-4o-mini".to_owned()),
-        ("EXPECTED_REPLY", MOCK_REPLY.to_owned()),
-        ("EXPECTED_PROMPT_TOKENS", MOCK_PROMPT_TOKENS.to_string()),
-        (
-            "EXPECTED_COMPLETION_TOKENS",
-            MOCK_COMPLETION_TOKENS.to_string(),
-        ),
+        ("GATEWAY_MODEL", model.to_owned()),
+        ("EXPECTED_REPLY", reply.to_owned()),
+        ("EXPECTED_PROMPT_TOKENS", prompt_tokens.to_string()),
+        ("EXPECTED_COMPLETION_TOKENS", completion_tokens.to_string()),
     ];
     tokio::task::spawn_blocking(move || pytest(&python, "test_openai_sdk.py", &env))
         .await
@@ -83,4 +82,22 @@ async fn openai_python_sdk() {
     // Everything the SDK did was logged and charged.
     let logs = app.logs().await;
     assert_eq!(logs.len(), 3, "one plain and two streamed completions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_python_sdk() {
+    let app = spawn_app().await;
+    let mock = MockUpstream::start("sk-upstream").await;
+    app.channel(json!({"name": "mock", "secret_key": "sk-upstream", "base_url": mock.base_url(), "models": ["gpt-4o-mini"]}))
+        .await;
+    let (_, key) = app.user_with_key(1_000_000).await;
+    run_openai_sdk(
+        &app,
+        key,
+        "gpt-4o-mini",
+        MOCK_REPLY,
+        MOCK_PROMPT_TOKENS,
+        MOCK_COMPLETION_TOKENS,
+    )
+    .await;
 }
