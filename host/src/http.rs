@@ -28,6 +28,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/chat/completions", post(relay::chat_completions))
+        .route("/completions", post(relay::completions))
+        .route("/embeddings", post(relay::embeddings))
         .route("/models", get(relay::list_models));
     Router::new()
         .nest("/v1", v1)

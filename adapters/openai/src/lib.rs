@@ -14,7 +14,7 @@ use transit_adapter_sdk::prelude::*;
 
 pub struct OpenAi;
 
-const ENDPOINTS: &[&str] = &["chat.completions"];
+const ENDPOINTS: &[&str] = &["chat.completions", "completions", "embeddings"];
 
 impl Adapter for OpenAi {
     type Stream = openai::PassthroughStream;
@@ -25,15 +25,20 @@ impl Adapter for OpenAi {
     }
 
     fn prepare_request(call: &Call, body: &[u8]) -> Result<UpstreamRequest, AdapterError> {
-        match call.endpoint.as_str() {
-            "chat.completions" => {
-                let url = openai::endpoint_url(&call.channel.base_url, "chat/completions");
-                openai::prepare_chat(call, body, &url)
+        let path = match call.endpoint.as_str() {
+            "chat.completions" => "chat/completions",
+            "completions" => "completions",
+            "embeddings" => "embeddings",
+            other => {
+                return Err(errors::unsupported(format!(
+                    "the openai adapter does not serve the {other} endpoint"
+                )));
             }
-            other => Err(errors::unsupported(format!(
-                "the openai adapter does not serve the {other} endpoint"
-            ))),
-        }
+        };
+        let url = openai::endpoint_url(&call.channel.base_url, path);
+        // The same JSON rules hold for all three: the model is mapped and a
+        // stream is asked to report usage.
+        openai::prepare_chat(call, body, &url)
     }
 
     fn parse_response(
@@ -84,6 +89,22 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
         assert_eq!(body["stream"], true);
         assert_eq!(body["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn embeddings_and_completions_go_to_their_paths() {
+        for (endpoint, path) in [
+            ("embeddings", "/v1/embeddings"),
+            ("completions", "/v1/completions"),
+        ] {
+            let c = call(endpoint, "text-embedding-3-small", false);
+            let req = OpenAi::prepare_request(&c, br#"{"model":"x","input":"hi"}"#).unwrap();
+            assert!(req.url.ends_with(path), "{}", req.url);
+        }
+        let body = br#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1]}],"model":"m","usage":{"prompt_tokens":5,"total_tokens":5}}"#;
+        let t =
+            OpenAi::parse_response(&call("embeddings", "m", false), &response(200, body)).unwrap();
+        assert_eq!(t.usage, Some(Usage::tokens(5, 0)));
     }
 
     #[test]

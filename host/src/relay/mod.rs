@@ -82,16 +82,18 @@ fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
         .map(|c| c.0.ip())
 }
 
-/// What the relay needs to know of a chat request; the body itself goes to
-/// the adapter as the client sent it.
+/// What the relay needs to know of a request; the body itself goes to the
+/// adapter as the client sent it.
 #[derive(Debug)]
-struct ChatProbe {
+struct Probe {
+    /// The API called: "chat.completions", "completions", "embeddings".
+    endpoint: &'static str,
     model: String,
     stream: bool,
     include_usage: bool,
     /// Prompt tokens, counted with the model's tokenizer.
     prompt_tokens: u64,
-    /// The output cap the client set, if any.
+    /// The output cap the client set (or, for embeddings, zero).
     max_tokens: Option<u64>,
 }
 
@@ -101,49 +103,38 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
-fn probe_chat(body: &[u8]) -> Result<ChatProbe, GatewayError> {
+type Object = serde_json::Map<String, serde_json::Value>;
+
+fn parse_object(body: &[u8], fields: &str) -> Result<serde_json::Value, GatewayError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(GatewayError::invalid(
-            "The request body is empty; send a JSON object with `model` and `messages`.",
-        ));
+        return Err(GatewayError::invalid(format!(
+            "The request body is empty; send a JSON object with {fields}."
+        )));
     }
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| GatewayError::invalid(format!("The request body is not valid JSON: {e}")))?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| GatewayError::invalid("The request body must be a JSON object."))?;
-    let model = match obj.get("model") {
-        Some(serde_json::Value::String(m)) if !m.trim().is_empty() => m.clone(),
+    if !value.is_object() {
+        return Err(GatewayError::invalid(
+            "The request body must be a JSON object.",
+        ));
+    }
+    Ok(value)
+}
+
+fn required_model(obj: &Object) -> Result<String, GatewayError> {
+    match obj.get("model") {
+        Some(serde_json::Value::String(m)) if !m.trim().is_empty() => Ok(m.clone()),
         Some(serde_json::Value::String(_)) | None | Some(serde_json::Value::Null) => {
-            return Err(GatewayError::invalid("you must provide a model parameter")
+            Err(GatewayError::invalid("you must provide a model parameter")
                 .with_param("model")
-                .with_code("missing_required_parameter"));
+                .with_code("missing_required_parameter"))
         }
-        Some(_) => {
-            return Err(GatewayError::invalid("`model` must be a string.").with_param("model"));
-        }
-    };
-    match obj.get("messages") {
-        Some(serde_json::Value::Array(m)) if !m.is_empty() => {}
-        Some(serde_json::Value::Array(_)) => {
-            return Err(
-                GatewayError::invalid("`messages` must contain at least one message.")
-                    .with_param("messages"),
-            );
-        }
-        None | Some(serde_json::Value::Null) => {
-            return Err(
-                GatewayError::invalid("Missing required parameter: 'messages'.")
-                    .with_param("messages")
-                    .with_code("missing_required_parameter"),
-            );
-        }
-        Some(_) => {
-            return Err(
-                GatewayError::invalid("`messages` must be an array.").with_param("messages")
-            );
-        }
-    };
+        Some(_) => Err(GatewayError::invalid("`model` must be a string.").with_param("model")),
+    }
+}
+
+/// `stream` and `stream_options.include_usage`.
+fn stream_flags(obj: &Object) -> Result<(bool, bool), GatewayError> {
     let stream = match obj.get("stream") {
         None | Some(serde_json::Value::Null) => false,
         Some(serde_json::Value::Bool(b)) => *b,
@@ -156,21 +147,137 @@ fn probe_chat(body: &[u8]) -> Result<ChatProbe, GatewayError> {
         .and_then(|o| serde_json::from_value::<StreamOptions>(o.clone()).ok())
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
-    let max_tokens = ["max_completion_tokens", "max_tokens"]
+    Ok((stream, include_usage))
+}
+
+fn missing(param: &str) -> GatewayError {
+    GatewayError::invalid(format!("Missing required parameter: '{param}'."))
+        .with_param(param)
+        .with_code("missing_required_parameter")
+}
+
+fn max_tokens(obj: &Object) -> Option<u64> {
+    ["max_completion_tokens", "max_tokens"]
         .iter()
-        .find_map(|k| obj.get(*k).and_then(serde_json::Value::as_u64));
-    let prompt_tokens = billing::tokens::count_chat(&model, &value);
-    Ok(ChatProbe {
+        .find_map(|k| obj.get(*k).and_then(serde_json::Value::as_u64))
+}
+
+fn probe_chat(body: &[u8]) -> Result<Probe, GatewayError> {
+    let value = parse_object(body, "`model` and `messages`")?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| GatewayError::invalid("not an object"))?;
+    let model = required_model(obj)?;
+    match obj.get("messages") {
+        Some(serde_json::Value::Array(m)) if !m.is_empty() => {}
+        Some(serde_json::Value::Array(_)) => {
+            return Err(
+                GatewayError::invalid("`messages` must contain at least one message.")
+                    .with_param("messages"),
+            );
+        }
+        None | Some(serde_json::Value::Null) => return Err(missing("messages")),
+        Some(_) => {
+            return Err(
+                GatewayError::invalid("`messages` must be an array.").with_param("messages")
+            );
+        }
+    };
+    let (stream, include_usage) = stream_flags(obj)?;
+    Ok(Probe {
+        endpoint: "chat.completions",
+        prompt_tokens: billing::tokens::count_chat(&model, &value),
+        max_tokens: max_tokens(obj),
+        model,
+        stream,
+        include_usage,
+    })
+}
+
+/// Tokens of a `prompt` or `input`: a string, strings, or token arrays.
+fn input_tokens(model: &str, input: &serde_json::Value) -> Option<u64> {
+    use serde_json::Value;
+    match input {
+        Value::String(s) => Some(billing::tokens::count(model, s)),
+        Value::Array(items) if !items.is_empty() => items.iter().try_fold(0u64, |acc, item| {
+            let n = match item {
+                Value::String(s) => billing::tokens::count(model, s),
+                Value::Number(_) => 1,
+                Value::Array(tokens) if tokens.iter().all(Value::is_number) => tokens.len() as u64,
+                _ => return None,
+            };
+            Some(acc + n)
+        }),
+        _ => None,
+    }
+}
+
+fn probe_completions(body: &[u8]) -> Result<Probe, GatewayError> {
+    let value = parse_object(body, "`model` and `prompt`")?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| GatewayError::invalid("not an object"))?;
+    let model = required_model(obj)?;
+    let prompt = obj.get("prompt").ok_or_else(|| missing("prompt"))?;
+    let prompt_tokens = input_tokens(&model, prompt).ok_or_else(|| {
+        GatewayError::invalid("`prompt` must be a string, an array of strings or of token arrays.")
+            .with_param("prompt")
+    })?;
+    let (stream, include_usage) = stream_flags(obj)?;
+    Ok(Probe {
+        endpoint: "completions",
+        // The legacy API's own default output cap.
+        max_tokens: max_tokens(obj).or(Some(16)),
         model,
         stream,
         include_usage,
         prompt_tokens,
-        max_tokens,
+    })
+}
+
+fn probe_embeddings(body: &[u8]) -> Result<Probe, GatewayError> {
+    let value = parse_object(body, "`model` and `input`")?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| GatewayError::invalid("not an object"))?;
+    let model = required_model(obj)?;
+    let input = obj.get("input").ok_or_else(|| missing("input"))?;
+    let prompt_tokens = input_tokens(&model, input).ok_or_else(|| {
+        GatewayError::invalid(
+            "`input` must be a non-empty string, array of strings or of token arrays.",
+        )
+        .with_param("input")
+    })?;
+    Ok(Probe {
+        endpoint: "embeddings",
+        model,
+        stream: false,
+        include_usage: false,
+        prompt_tokens,
+        max_tokens: Some(0),
     })
 }
 
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(State(app): State<AppState>, request: Request) -> Response {
+    handle(app, request, probe_chat).await
+}
+
+/// `POST /v1/completions` (the legacy text completions API)
+pub async fn completions(State(app): State<AppState>, request: Request) -> Response {
+    handle(app, request, probe_completions).await
+}
+
+/// `POST /v1/embeddings`
+pub async fn embeddings(State(app): State<AppState>, request: Request) -> Response {
+    handle(app, request, probe_embeddings).await
+}
+
+async fn handle(
+    app: AppState,
+    request: Request,
+    probe: fn(&[u8]) -> Result<Probe, GatewayError>,
+) -> Response {
     let started = Instant::now();
     let request_id = request_id(&request);
     let ip = client_ip(&request);
@@ -178,8 +285,8 @@ pub async fn chat_completions(State(app): State<AppState>, request: Request) -> 
     let result = async {
         let caller = auth::authenticate(&app.db, key.as_deref(), ip).await?;
         let (_, body) = read_body(request, app.config.body_limit_bytes).await?;
-        let probe = probe_chat(&body)?;
-        relay_chat(&app, caller, probe, body, started, &request_id, ip).await
+        let probe = probe(&body)?;
+        relay(&app, caller, probe, body, started, &request_id, ip).await
     }
     .await;
     match result {
@@ -211,10 +318,10 @@ pub(crate) struct CallRecord {
     pub prompt_tokens: u64,
 }
 
-async fn relay_chat(
+async fn relay(
     app: &AppState,
     caller: Caller,
-    probe: ChatProbe,
+    probe: Probe,
     body: Bytes,
     started: Instant,
     request_id: &str,
@@ -378,7 +485,7 @@ async fn attempt(
     app: &AppState,
     channel: &Arc<Channel>,
     key_index: usize,
-    probe: &ChatProbe,
+    probe: &Probe,
     body: &Bytes,
     record: &CallRecord,
     hold: &mut Option<Hold>,
@@ -396,7 +503,7 @@ async fn attempt(
     })?;
     lease.instance.set_log_name(&adapter.info.name);
     let call = Call {
-        endpoint: "chat.completions".to_owned(),
+        endpoint: probe.endpoint.to_owned(),
         model: channel.upstream_model(&probe.model).to_owned(),
         stream: probe.stream,
         include_usage: probe.include_usage,
@@ -495,6 +602,10 @@ fn completion_text(body: &[u8]) -> String {
             if let Some(t) = choice["message"][key].as_str() {
                 text.push_str(t);
             }
+        }
+        // Legacy completions.
+        if let Some(t) = choice["text"].as_str() {
+            text.push_str(t);
         }
     }
     text

@@ -304,6 +304,9 @@ struct ChunkText<'a> {
 struct ChoiceText<'a> {
     #[serde(default, borrow)]
     delta: Option<DeltaText<'a>>,
+    /// Legacy completions stream text here.
+    #[serde(default, borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -322,8 +325,14 @@ fn collect_generated(chunk: &[u8], text: &mut String, beyond: &mut usize) {
     let Ok(c) = serde_json::from_slice::<ChunkText<'_>>(chunk) else {
         return;
     };
-    for d in c.choices.iter().filter_map(|ch| ch.delta.as_ref()) {
-        for piece in [&d.content, &d.reasoning_content].into_iter().flatten() {
+    for choice in &c.choices {
+        let delta = choice.delta.as_ref();
+        let pieces = [
+            delta.and_then(|d| d.content.as_ref()),
+            delta.and_then(|d| d.reasoning_content.as_ref()),
+            choice.text.as_ref(),
+        ];
+        for piece in pieces.into_iter().flatten() {
             if text.len() + piece.len() <= MAX_KEPT_TEXT {
                 text.push_str(piece);
             } else {

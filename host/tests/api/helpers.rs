@@ -421,6 +421,8 @@ impl MockUpstream {
         });
         let app = axum::Router::new()
             .route("/v1/chat/completions", post(mock_chat))
+            .route("/v1/embeddings", post(mock_embeddings))
+            .route("/v1/completions", post(mock_completions))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -987,6 +989,73 @@ fn mock_messages(
     for (name, data) in events {
         wire.push_str(&format!("event: {name}\ndata: {data}\n\n"));
     }
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from(wire))
+        .unwrap()
+}
+
+pub const MOCK_EMBEDDING_TOKENS: u64 = 8;
+
+async fn mock_embeddings(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "We could not parse the JSON body of your request.",
+            "invalid_request_error",
+            None,
+        );
+    };
+    *state.last_body.lock().unwrap() = Some(req.clone());
+    if req.get("input").is_none() {
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "'input' is a required property",
+            "invalid_request_error",
+            None,
+        );
+    }
+    Json(json!({
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.1, -0.2, 0.3]}],
+        "model": req["model"],
+        "usage": {"prompt_tokens": MOCK_EMBEDDING_TOKENS, "total_tokens": MOCK_EMBEDDING_TOKENS}
+    }))
+    .into_response()
+}
+
+async fn mock_completions(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "We could not parse the JSON body of your request.",
+            "invalid_request_error",
+            None,
+        );
+    };
+    *state.last_body.lock().unwrap() = Some(req.clone());
+    let usage = json!({"prompt_tokens": MOCK_PROMPT_TOKENS, "completion_tokens": MOCK_COMPLETION_TOKENS, "total_tokens": MOCK_PROMPT_TOKENS + MOCK_COMPLETION_TOKENS});
+    if req["stream"] != json!(true) {
+        return Json(json!({
+            "id": "cmpl-mock", "object": "text_completion", "created": 1, "model": req["model"],
+            "choices": [{"text": MOCK_REPLY, "index": 0, "logprobs": null, "finish_reason": "stop"}],
+            "usage": usage
+        }))
+        .into_response();
+    }
+    let mut wire = String::new();
+    for word in MOCK_REPLY.split_inclusive(' ') {
+        let chunk = json!({"id": "cmpl-mock", "object": "text_completion", "created": 1, "model": req["model"],
+            "choices": [{"text": word, "index": 0, "logprobs": null, "finish_reason": null}]});
+        wire.push_str(&format!("data: {chunk}\n\n"));
+    }
+    if req["stream_options"]["include_usage"] == json!(true) {
+        let chunk = json!({"id": "cmpl-mock", "object": "text_completion", "created": 1, "model": req["model"], "choices": [], "usage": usage});
+        wire.push_str(&format!("data: {chunk}\n\n"));
+    }
+    wire.push_str("data: [DONE]\n\n");
     Response::builder()
         .header("content-type", "text/event-stream")
         .body(Body::from(wire))

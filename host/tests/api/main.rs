@@ -12,6 +12,7 @@ mod admin;
 mod anthropic;
 mod billing;
 mod binary;
+mod endpoints;
 mod errors;
 mod helpers;
 mod hotswap;
