@@ -30,7 +30,8 @@ pub fn router(state: AppState) -> Router {
         .route("/chat/completions", post(relay::chat_completions))
         .route("/completions", post(relay::completions))
         .route("/embeddings", post(relay::embeddings))
-        .route("/models", get(relay::list_models));
+        .route("/models", get(relay::list_models))
+        .route("/models/{id}", get(relay::get_model));
     Router::new()
         .nest("/v1", v1)
         .nest("/admin", admin::routes(state.clone()))

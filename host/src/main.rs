@@ -4,6 +4,7 @@
 //! transit                                   serve (configuration: transit.toml, TRANSIT_*)
 //! transit adapter test FILE.wasm [--fixtures DIR] [--model NAME]
 //!                                           run the adapter conformance kit
+//! transit adapter new DIR [--sdk PATH]      start a new adapter crate
 //! ```
 
 use std::path::PathBuf;
@@ -14,7 +15,8 @@ use transit::Config;
 const USAGE: &str = "usage:
   transit                                   start the gateway
   transit adapter test FILE.wasm [--fixtures DIR] [--model NAME]
-                                            check an adapter component";
+                                            check an adapter component
+  transit adapter new DIR [--sdk PATH]      start a new adapter crate in DIR";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -53,6 +55,29 @@ async fn serve() -> ExitCode {
 }
 
 async fn adapter_command(args: &[String]) -> ExitCode {
+    if let (Some("new"), Some(dir)) = (args.first().map(String::as_str), args.get(1)) {
+        let sdk = match (args.get(2).map(String::as_str), args.get(3)) {
+            (Some("--sdk"), Some(path)) => Some(PathBuf::from(path)),
+            (None, _) => None,
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        };
+        return match transit::adapters::scaffold::create(std::path::Path::new(dir), sdk) {
+            Ok(wasm) => {
+                println!(
+                    "created {dir}\n\n  cd {dir}\n  cargo build --target wasm32-wasip2 --release\n  transit adapter test {}",
+                    wasm.strip_prefix(dir).unwrap_or(&wasm).display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("transit: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let (Some("test"), Some(file)) = (args.first().map(String::as_str), args.get(1)) else {
         eprintln!("{USAGE}");
         return ExitCode::from(2);

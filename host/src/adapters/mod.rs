@@ -10,6 +10,7 @@
 mod builtin;
 mod health;
 pub mod kit;
+pub mod scaffold;
 mod sources;
 mod v0_1_0;
 

@@ -755,6 +755,33 @@ pub(crate) fn framer_for(framing: Framing) -> Option<framing::Framer> {
     }
 }
 
+/// `GET /v1/models/{id}`: one model this token may call.
+pub async fn get_model(
+    State(app): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    let ip = client_ip(&request);
+    let key = auth::api_key(request.headers()).map(str::to_owned);
+    let caller = match auth::authenticate(&app.db, key.as_deref(), ip).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let listed = app.router.snapshot().models_for_group(&caller.group);
+    if caller.may_use(&id) && listed.contains(&id) {
+        axum::Json(
+            serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "transit"}),
+        )
+        .into_response()
+    } else {
+        GatewayError::not_found(format!(
+            "The model `{id}` does not exist or you do not have access to it."
+        ))
+        .with_code("model_not_found")
+        .into_response()
+    }
+}
+
 /// `GET /v1/models`: the models this token may call.
 pub async fn list_models(State(app): State<AppState>, request: Request) -> Response {
     let ip = client_ip(&request);

@@ -113,3 +113,53 @@ async fn the_conformance_kit_passes_good_adapters_and_explains_bad_ones() {
     assert!(!ok);
     assert!(report.contains("not a component"), "{report}");
 }
+
+#[tokio::test]
+async fn a_scaffolded_adapter_builds_and_passes_the_kit() {
+    let dir = tempfile::tempdir().unwrap();
+    let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_transit"))
+        .current_dir(dir.path())
+        .args(["adapter", "new", "acme"])
+        .arg("--sdk")
+        .arg(&sdk)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let crate_dir = dir.path().join("acme");
+    // Built exactly as an author would, into a target directory shared by
+    // test runs (the first build compiles the SDK's dependencies).
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold-test");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let build = tokio::process::Command::new(cargo)
+        .current_dir(&crate_dir)
+        .args(["build", "--quiet", "--target", "wasm32-wasip2", "--release"])
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let wasm = target.join("wasm32-wasip2/release/acme_adapter.wasm");
+    let (ok, report) = kit(&[wasm.to_str().unwrap()]).await;
+    assert!(ok, "{report}");
+    // An existing directory is never overwritten.
+    let again = tokio::process::Command::new(env!("CARGO_BIN_EXE_transit"))
+        .current_dir(dir.path())
+        .args(["adapter", "new", "acme", "--sdk"])
+        .arg(&sdk)
+        .output()
+        .await
+        .unwrap();
+    assert!(!again.status.success());
+}

@@ -229,6 +229,26 @@ async fn models_lists_what_the_token_may_call() {
     assert_eq!(ids, vec!["gpt-a", "gpt-b"]);
     assert_eq!(v["object"], "list");
 
+    let one: Value = app
+        .client
+        .get(app.url("/v1/models/gpt-a"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["id"], "gpt-a");
+    let missing = app
+        .client
+        .get(app.url("/v1/models/nope"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
     let limited = app.key_for(user, json!({"models": ["gpt-b"]})).await;
     let v: Value = app
         .client
