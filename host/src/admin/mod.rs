@@ -557,19 +557,52 @@ async fn list_tokens(State(app): State<AppState>, Query(f): Query<TokenFilter>) 
     Ok(Json(json!({ "data": tokens })).into_response())
 }
 
+/// Limit fields a key or a user may change; absent ones keep their value.
+#[derive(Debug)]
+struct LimitsPatch {
+    max_concurrency: Option<i64>,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+}
+
+impl LimitsPatch {
+    fn is_empty(&self) -> bool {
+        self.max_concurrency.is_none() && self.rpm.is_none() && self.tpm.is_none()
+    }
+
+    /// (max_concurrency, rpm, tpm) after the patch.
+    fn apply(&self, current: (i64, i64, i64)) -> Result<(i64, i64, i64), GatewayError> {
+        Ok((
+            limit(self.max_concurrency.or(Some(current.0)), "max_concurrency")?,
+            limit(self.rpm.or(Some(current.1)), "rpm")?,
+            limit(self.tpm.or(Some(current.2)), "tpm")?,
+        ))
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TokenPatch {
+struct StatusAndLimits {
     status: Option<Value>,
     max_concurrency: Option<i64>,
     rpm: Option<i64>,
     tpm: Option<i64>,
 }
 
+impl StatusAndLimits {
+    fn limits(&self) -> LimitsPatch {
+        LimitsPatch {
+            max_concurrency: self.max_concurrency,
+            rpm: self.rpm,
+            tpm: self.tpm,
+        }
+    }
+}
+
 async fn update_token(
     State(app): State<AppState>,
     Path(id): Path<i64>,
-    Body(patch): Body<TokenPatch>,
+    Body(patch): Body<StatusAndLimits>,
 ) -> AdminResult {
     let current = app
         .db
@@ -579,18 +612,10 @@ async fn update_token(
     if let Some(status) = &patch.status {
         app.db.set_token_status(id, parse_status(status)?).await?;
     }
-    if patch.max_concurrency.is_some() || patch.rpm.is_some() || patch.tpm.is_some() {
-        app.db
-            .set_token_limits(
-                id,
-                limit(
-                    patch.max_concurrency.or(Some(current.max_concurrency)),
-                    "max_concurrency",
-                )?,
-                limit(patch.rpm.or(Some(current.rpm)), "rpm")?,
-                limit(patch.tpm.or(Some(current.tpm)), "tpm")?,
-            )
-            .await?;
+    let limits = patch.limits();
+    if !limits.is_empty() {
+        let (c, rpm, tpm) = limits.apply((current.max_concurrency, current.rpm, current.tpm))?;
+        app.db.set_token_limits(id, c, rpm, tpm).await?;
     }
     let token = app
         .db
@@ -600,19 +625,10 @@ async fn update_token(
     Ok(Json(token).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UserPatch {
-    status: Option<Value>,
-    max_concurrency: Option<i64>,
-    rpm: Option<i64>,
-    tpm: Option<i64>,
-}
-
 async fn update_user(
     State(app): State<AppState>,
     Path(id): Path<i64>,
-    Body(patch): Body<UserPatch>,
+    Body(patch): Body<StatusAndLimits>,
 ) -> AdminResult {
     let current = app
         .db
@@ -623,18 +639,11 @@ async fn update_user(
         Some(s) => parse_status(s)?,
         None => current.status,
     };
-    app.db
-        .update_user_limits(
-            id,
-            status,
-            limit(
-                patch.max_concurrency.or(Some(current.max_concurrency)),
-                "max_concurrency",
-            )?,
-            limit(patch.rpm.or(Some(current.rpm)), "rpm")?,
-            limit(patch.tpm.or(Some(current.tpm)), "tpm")?,
-        )
-        .await?;
+    let (c, rpm, tpm) =
+        patch
+            .limits()
+            .apply((current.max_concurrency, current.rpm, current.tpm))?;
+    app.db.update_user_limits(id, status, c, rpm, tpm).await?;
     get_user(State(app), Path(id)).await
 }
 

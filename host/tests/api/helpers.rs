@@ -48,38 +48,25 @@ pub async fn fresh_database_url(dir: &std::path::Path) -> String {
         "transit_t_{}",
         uuid::Uuid::new_v4().simple().to_string().get(..16).unwrap()
     );
-    match backend().as_str() {
-        "sqlite" => format!("sqlite://{}?mode=rwc", dir.join("transit.db").display()),
-        "postgres" => {
-            let base = std::env::var("TEST_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
-            let mut conn = sqlx::PgConnection::connect(&format!("{base}/test"))
-                .await
-                .expect("PostgreSQL must be reachable for TEST_DATABASE=postgres");
-            sqlx::Executor::execute(
-                &mut conn,
-                sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-            )
-            .await
-            .unwrap();
-            format!("{base}/{name}")
-        }
-        "mysql" => {
-            let base = std::env::var("TEST_MYSQL_URL")
-                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned());
-            let mut conn = sqlx::MySqlConnection::connect(&format!("{base}/test"))
-                .await
-                .expect("MariaDB/MySQL must be reachable for TEST_DATABASE=mysql");
-            sqlx::Executor::execute(
-                &mut conn,
-                sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-            )
-            .await
-            .unwrap();
-            format!("{base}/{name}")
-        }
+    let base = match backend().as_str() {
+        "sqlite" => return format!("sqlite://{}?mode=rwc", dir.join("transit.db").display()),
+        "postgres" => std::env::var("TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned()),
+        "mysql" => std::env::var("TEST_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned()),
         other => panic!("unknown TEST_DATABASE {other:?}"),
-    }
+    };
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&format!("{base}/test"))
+        .await
+        .unwrap_or_else(|e| panic!("the {} server must be reachable: {e}", backend()));
+    sqlx::Executor::execute(
+        &mut conn,
+        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+    )
+    .await
+    .unwrap();
+    format!("{base}/{name}")
 }
 
 pub fn test_config(dir: &std::path::Path, database_url: &str) -> Config {
