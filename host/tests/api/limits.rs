@@ -51,8 +51,15 @@ async fn concurrency_is_enforced(app: &TestApp) {
     // While calls run, the monitor shows the water level.
     let url = app.url("/v1/chat/completions");
     let load = tokio::spawn(fire(url.clone(), key.clone(), 12, false));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let m: Value = app.admin_get("/admin/monitor").await.json().await.unwrap();
+    // The slow calls take 600 ms; catch them in flight.
+    let mut m = Value::Null;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        m = app.admin_get("/admin/monitor").await.json().await.unwrap();
+        if m["in_flight"] == 4 {
+            break;
+        }
+    }
     assert_eq!(m["in_flight"], 4, "{m}");
     assert_eq!(m["capacity"], 4);
     assert_eq!(m["water_level"], 1.0);
