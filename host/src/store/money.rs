@@ -55,16 +55,34 @@ impl Db {
         remark: &str,
     ) -> sqlx::Result<Option<TopupRow>> {
         let mut tx = self.pool().begin().await?;
+        let topup = self.credit(&mut tx, user_id, quota, amount, remark).await?;
+        if topup.is_some() {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(topup)
+    }
+
+    /// Within `tx`: add `quota` to the user's balance and record the top-up
+    /// and its log row. `None` if the user does not exist.
+    async fn credit(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        user_id: i64,
+        quota: i64,
+        amount: &str,
+        remark: &str,
+    ) -> sqlx::Result<Option<TopupRow>> {
         let ts = now();
         let updated = self
             .q("UPDATE users SET quota = quota + ?, updated_at = ? WHERE id = ?")
             .bind(quota)
             .bind(ts)
             .bind(user_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         if updated.rows_affected() == 0 {
-            tx.rollback().await?;
             return Ok(None);
         }
         let q = self
@@ -76,7 +94,7 @@ impl Db {
             .bind(amount.to_owned())
             .bind(remark.to_owned())
             .bind(ts);
-        let id = self.insert_id(q, &mut *tx).await?;
+        let id = self.insert_id(q, &mut **tx).await?;
         self.insert_log(
             &ConsumeLog {
                 kind: "topup",
@@ -85,10 +103,9 @@ impl Db {
                 content: remark.to_owned(),
                 ..ConsumeLog::default()
             },
-            &mut tx,
+            tx,
         )
         .await?;
-        tx.commit().await?;
         Ok(Some(TopupRow {
             id,
             user_id,
@@ -194,36 +211,15 @@ impl Db {
             .bind(code.to_owned())
             .fetch_one(&mut *tx)
             .await?;
-        let credited = self
-            .q("UPDATE users SET quota = quota + ?, updated_at = ? WHERE id = ?")
-            .bind(quota)
-            .bind(ts)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        if credited.rows_affected() == 0 {
+        let remark = format!("redemption code {name}");
+        if self
+            .credit(&mut tx, user_id, quota, "", &remark)
+            .await?
+            .is_none()
+        {
             tx.rollback().await?;
             return Ok(None);
         }
-        let remark = format!("redemption code {name}");
-        self.q("INSERT INTO topups (user_id, quota, amount, remark, created_at) VALUES (?, ?, '', ?, ?)")
-            .bind(user_id)
-            .bind(quota)
-            .bind(remark.clone())
-            .bind(ts)
-            .execute(&mut *tx)
-            .await?;
-        self.insert_log(
-            &ConsumeLog {
-                kind: "topup",
-                user_id,
-                quota,
-                content: remark,
-                ..ConsumeLog::default()
-            },
-            &mut tx,
-        )
-        .await?;
         tx.commit().await?;
         Ok(Some(quota))
     }
