@@ -20,6 +20,7 @@ fn call(stream: bool) -> Call {
         model: "m".into(),
         stream,
         include_usage: false,
+        headers: vec![],
         channel: ChannelInfo {
             kind: "openai".into(),
             base_url: "http://127.0.0.1:9100".into(),

@@ -15,6 +15,14 @@ pub fn unsupported(message: impl Into<String>) -> AdapterError {
     AdapterError::Unsupported(message.into())
 }
 
+/// The adapter does not serve the endpoint `call` asks for.
+pub fn unsupported_endpoint(call: &crate::Call) -> AdapterError {
+    AdapterError::Unsupported(format!(
+        "the `{}` endpoint is not supported by channels of type `{}`",
+        call.endpoint, call.channel.kind
+    ))
+}
+
 /// The adapter failed: a bug, or an upstream answer it cannot read.
 pub fn internal(message: impl Into<String>) -> AdapterError {
     AdapterError::Internal(message.into())

@@ -53,13 +53,14 @@ pub mod testing;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 
+pub use bindings::exports::transit::adapter::tasks::{Submitted, TaskState, TaskStatus};
 pub use bindings::transit::adapter::types::{
     AdapterError, AdapterInfo, Call, Channel, ChunkBatch, Event, Framing, RateLimit, Translated,
     UpstreamError, UpstreamRequest, UpstreamResponse, Usage,
 };
 
 /// The version of the `transit:adapter` WIT package this SDK builds against.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// Everything an adapter usually needs, in one import.
 pub mod prelude {
@@ -67,8 +68,8 @@ pub mod prelude {
     pub use crate::openai;
     pub use crate::{
         Adapter, AdapterError, AdapterInfo, Call, Channel, ChunkBatch, Event, Framing,
-        StreamTranslator, Translated, UpstreamRequest, UpstreamResponse, Usage, export_adapter,
-        log,
+        StreamTranslator, Submitted, TaskState, TaskStatus, Translated, UpstreamRequest,
+        UpstreamResponse, Usage, export_adapter, log,
     };
 }
 
@@ -96,6 +97,39 @@ pub trait Adapter: 'static {
     /// error bodies and maps the status code (see [`errors::from_response`]).
     fn map_error(_call: &Call, response: &UpstreamResponse) -> AdapterError {
         errors::from_response(response)
+    }
+
+    /// Asynchronous tasks (video, image generation): build the submit
+    /// request. `call.endpoint` says which API the client called ("videos",
+    /// "video.generations", "images.generations"). The default: no tasks.
+    fn prepare_submit(call: &Call, _body: &[u8]) -> Result<UpstreamRequest, AdapterError> {
+        Err(errors::unsupported_endpoint(call))
+    }
+
+    /// Read the upstream's 2xx answer to a submit: its task id.
+    fn parse_submit(call: &Call, _response: &UpstreamResponse) -> Result<Submitted, AdapterError> {
+        Err(errors::unsupported_endpoint(call))
+    }
+
+    /// Build the request that asks how task `upstream_id` is doing.
+    fn prepare_poll(call: &Call, _upstream_id: &str) -> Result<UpstreamRequest, AdapterError> {
+        Err(errors::unsupported_endpoint(call))
+    }
+
+    /// Read the upstream's 2xx answer to a poll.
+    fn parse_poll(call: &Call, _response: &UpstreamResponse) -> Result<TaskState, AdapterError> {
+        Err(errors::unsupported_endpoint(call))
+    }
+
+    /// Build the request that downloads a finished task's content
+    /// (`variant`: "video", "thumbnail", ...). Adapters whose results are
+    /// public URLs keep the default.
+    fn prepare_content(
+        call: &Call,
+        _upstream_id: &str,
+        _variant: &str,
+    ) -> Result<UpstreamRequest, AdapterError> {
+        Err(errors::unsupported_endpoint(call))
     }
 }
 
@@ -178,6 +212,16 @@ impl UpstreamResponse {
     }
 }
 
+impl Call {
+    /// The client header named `name` (lower-case), if it was forwarded.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 impl Channel {
     /// The channel option named `name`, if the operator set it.
     pub fn option(&self, name: &str) -> Option<&str> {
@@ -204,6 +248,55 @@ impl UpstreamRequest {
             headers,
             body,
             framing: Framing::Sse,
+            usage: None,
+        }
+    }
+
+    /// A `GET` of `url` (task polls, downloads).
+    pub fn get(url: String, headers: Vec<(String, String)>) -> Self {
+        Self {
+            method: "GET".to_owned(),
+            url,
+            headers,
+            body: Vec::new(),
+            framing: Framing::Sse,
+            usage: None,
+        }
+    }
+}
+
+impl TaskState {
+    /// A task that is still being worked on.
+    pub fn running(status: TaskStatus, progress: u8) -> Self {
+        Self {
+            status,
+            progress: progress.min(100),
+            results: Vec::new(),
+            error: None,
+            usage: None,
+        }
+    }
+
+    /// A task that finished with `results` (URLs; empty when the content is
+    /// downloaded through [`Adapter::prepare_content`]).
+    pub fn succeeded(results: Vec<String>) -> Self {
+        Self {
+            status: TaskStatus::Succeeded,
+            progress: 100,
+            results,
+            error: None,
+            usage: None,
+        }
+    }
+
+    /// A task that failed, and why.
+    pub fn failed(error: String) -> Self {
+        Self {
+            status: TaskStatus::Failed,
+            progress: 100,
+            results: Vec::new(),
+            error: Some(error),
+            usage: None,
         }
     }
 }
@@ -231,6 +324,7 @@ pub mod __private {
 
     use super::*;
     use crate::bindings::exports::transit::adapter::adapter::{Guest, GuestStreamTranslator};
+    use crate::bindings::exports::transit::adapter::tasks::Guest as TasksGuest;
 
     /// Connects an [`Adapter`] to the generated export traits.
     pub struct Glue<A>(PhantomData<A>);
@@ -258,6 +352,32 @@ pub mod __private {
 
         fn map_error(call: Call, response: UpstreamResponse) -> AdapterError {
             A::map_error(&call, &response)
+        }
+    }
+
+    impl<A: Adapter> TasksGuest for Glue<A> {
+        fn prepare_submit(call: Call, body: Vec<u8>) -> Result<UpstreamRequest, AdapterError> {
+            A::prepare_submit(&call, &body)
+        }
+
+        fn parse_submit(call: Call, response: UpstreamResponse) -> Result<Submitted, AdapterError> {
+            A::parse_submit(&call, &response)
+        }
+
+        fn prepare_poll(call: Call, upstream_id: String) -> Result<UpstreamRequest, AdapterError> {
+            A::prepare_poll(&call, &upstream_id)
+        }
+
+        fn parse_poll(call: Call, response: UpstreamResponse) -> Result<TaskState, AdapterError> {
+            A::parse_poll(&call, &response)
+        }
+
+        fn prepare_content(
+            call: Call,
+            upstream_id: String,
+            variant: String,
+        ) -> Result<UpstreamRequest, AdapterError> {
+            A::prepare_content(&call, &upstream_id, &variant)
         }
     }
 

@@ -10,6 +10,7 @@ pub fn call(endpoint: &str, model: &str, stream: bool) -> Call {
         model: model.to_owned(),
         stream,
         include_usage: false,
+        headers: Vec::new(),
         channel: Channel {
             kind: "test".to_owned(),
             base_url: "http://upstream.test".to_owned(),

@@ -66,6 +66,7 @@ impl Adapter for Anthropic {
             headers,
             body,
             framing: Framing::Sse,
+            usage: None,
         })
     }
 

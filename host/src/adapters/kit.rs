@@ -55,6 +55,7 @@ fn call(model: &str, stream: bool) -> Call {
         model: model.to_owned(),
         stream,
         include_usage: stream,
+        headers: Vec::new(),
         channel: ChannelInfo {
             kind: "conformance".to_owned(),
             base_url: "https://upstream.example".to_owned(),

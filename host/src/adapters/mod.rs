@@ -8,11 +8,13 @@
 //! only the request that hit it; the store is dropped with it.
 
 mod builtin;
+mod guest;
 mod health;
 pub mod kit;
 pub mod scaffold;
 mod sources;
 mod v0_1_0;
+mod v0_2_0;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,16 +31,17 @@ use wasmtime::{
 
 use crate::config::AdapterConfig;
 
-pub use v0_1_0::{
-    AdapterError, AdapterInfo, Call, Channel as ChannelInfo, ChunkBatch, Event, Framing,
-    GuestFailure, Instance, StreamTranslator, Translated, UpstreamRequest, UpstreamResponse, Usage,
+pub use guest::{GuestFailure, Instance, StreamTranslator};
+pub use v0_2_0::{
+    AdapterError, AdapterInfo, Call, Channel as ChannelInfo, ChunkBatch, Event, Framing, Submitted,
+    TaskState, TaskStatus, Translated, UpstreamRequest, UpstreamResponse, Usage,
 };
 
 /// How long one epoch tick lasts. Deadlines are whole ticks.
 const TICK: Duration = Duration::from_millis(5);
 
 /// WIT versions of `transit:adapter` this host serves.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.2.0", "0.1.0"];
 
 pub use self::health::Health;
 pub use self::sources::{LoadError, Source};
@@ -51,7 +54,7 @@ pub struct LoadedAdapter {
     pub hash: String,
     pub loaded_at: i64,
     pub source: Source,
-    pre: v0_1_0::Pre,
+    pre: guest::Pre,
     /// Requests and streams currently holding an instance of this version.
     in_flight: AtomicUsize,
     /// The crash-loop guard.
@@ -67,7 +70,7 @@ impl LoadedAdapter {
 /// The process-wide adapter runtime.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<v0_1_0::GuestState>,
+    linker: Linker<guest::GuestState>,
     registry: ArcSwap<HashMap<String, Arc<LoadedAdapter>>>,
     sources: sources::Sources,
     limits: AdapterConfig,
@@ -97,7 +100,7 @@ impl Runtime {
     ) -> anyhow::Result<Self> {
         let engine = build_engine(limits, cache_dir)?;
         let mut linker = Linker::new(&engine);
-        v0_1_0::add_to_linker(&mut linker)?;
+        guest::add_to_linker(&mut linker)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), stop_ticker.clone())?;
         let deadline_ticks = (limits.call_timeout_ms / TICK.as_millis() as u64).max(1);
@@ -132,7 +135,7 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("compiling the component")?;
         let wit_version = wit_version_of(&component, &self.engine)?;
-        let pre = v0_1_0::Pre::new(&self.linker, &component)?;
+        let pre = guest::Pre::new(&self.linker, &component, wit_version)?;
         let mut instance =
             Instance::new(&self.engine, &pre, &self.limits, self.deadline_ticks).await?;
         let info = instance
@@ -330,6 +333,7 @@ mod tests {
             model: "gpt-4o-mini".into(),
             stream,
             include_usage: false,
+            headers: vec![],
             channel: ChannelInfo {
                 kind: "openai".into(),
                 base_url: "https://api.openai.com".into(),
@@ -348,7 +352,7 @@ mod tests {
             .await
             .unwrap();
         let adapter = runtime.get("openai").expect("built in");
-        assert_eq!(adapter.wit_version, "0.1.0");
+        assert_eq!(adapter.wit_version, "0.2.0");
         assert_eq!(adapter.source, Source::Builtin);
         let mut lease = runtime.instantiate(&adapter).await.unwrap();
         assert_eq!(adapter.in_flight(), 1);
@@ -413,6 +417,63 @@ mod tests {
         assert!(matches!(err, AdapterError::RateLimited(r) if r.retry_after_ms == Some(7000)));
         drop(lease);
         assert_eq!(adapter.in_flight(), 0);
+    }
+
+    /// While the development WIT carries the newest released version's
+    /// number, it is that version, byte for byte: a change to it needs a new
+    /// version (see wit/README.md).
+    #[test]
+    fn the_development_wit_matches_its_frozen_copy() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+        let dev = std::fs::read_to_string(root.join("adapter.wit")).unwrap();
+        let newest = SUPPORTED_WIT_VERSIONS[0];
+        let frozen =
+            std::fs::read_to_string(root.join(format!("since_v{newest}/adapter.wit"))).unwrap();
+        if dev.starts_with(&format!("package transit:adapter@{newest};")) {
+            assert!(
+                dev == frozen,
+                "wit/adapter.wit differs from since_v{newest}: bump the version"
+            );
+        }
+    }
+
+    /// A component built against 0.1.0 is served through the 0.1.0
+    /// bindings: calls convert both ways, and what 0.1.0 lacks (tasks)
+    /// answers `unsupported` instead of trapping.
+    #[tokio::test]
+    async fn a_0_1_0_component_runs_through_its_own_bindings() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(&AdapterConfig::default(), Some(dir.path()))
+            .await
+            .unwrap();
+        let bytes = std::fs::read(
+            std::path::Path::new(env!("BUILT_ADAPTERS_DIR")).join("legacy-v0_1.wasm"),
+        )
+        .unwrap();
+        let adapter = runtime.compile(&bytes, Source::Uploaded).await.unwrap();
+        assert_eq!(adapter.wit_version, "0.1.0");
+        assert_eq!(adapter.info.name, "legacy");
+        let adapter = runtime.install(adapter);
+        let mut lease = runtime.instantiate(&adapter).await.unwrap();
+        let req = lease
+            .instance
+            .prepare_request(&call(false), b"{}")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.url, "https://api.openai.com/v1/chat/completions");
+        assert!(req.usage.is_none());
+        assert!(
+            req.headers
+                .iter()
+                .any(|(k, v)| k == "x-legacy-adapter" && v == "0.1.0")
+        );
+        let err = lease
+            .instance
+            .prepare_submit(&call(false), b"{}")
+            .await
+            .unwrap();
+        assert!(matches!(err, Err(AdapterError::Unsupported(m)) if m.contains("0.2.0")));
     }
 
     #[tokio::test]

@@ -95,6 +95,28 @@ struct Probe {
     prompt_tokens: u64,
     /// The output cap the client set (or, for embeddings, zero).
     max_tokens: Option<u64>,
+    /// Client headers the adapter may need (see [`forwarded_headers`]).
+    headers: Vec<(String, String)>,
+}
+
+/// Client headers passed to adapters: what a provider may need to see of the
+/// client's request, never its credential.
+const FORWARDED_HEADERS: &[&str] = &[
+    "content-type",
+    "accept",
+    "anthropic-version",
+    "anthropic-beta",
+    "openai-beta",
+];
+
+fn forwarded_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    FORWARDED_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = headers.get(*name)?.to_str().ok()?;
+            Some(((*name).to_owned(), value.to_owned()))
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -185,6 +207,7 @@ fn probe_chat(body: &[u8]) -> Result<Probe, GatewayError> {
     };
     let (stream, include_usage) = stream_flags(obj)?;
     Ok(Probe {
+        headers: Vec::new(),
         endpoint: "chat.completions",
         prompt_tokens: billing::tokens::count_chat(&model, &value),
         max_tokens: max_tokens(obj),
@@ -225,6 +248,7 @@ fn probe_completions(body: &[u8]) -> Result<Probe, GatewayError> {
     })?;
     let (stream, include_usage) = stream_flags(obj)?;
     Ok(Probe {
+        headers: Vec::new(),
         endpoint: "completions",
         // The legacy API's own default output cap.
         max_tokens: max_tokens(obj).or(Some(16)),
@@ -249,6 +273,7 @@ fn probe_embeddings(body: &[u8]) -> Result<Probe, GatewayError> {
         .with_param("input")
     })?;
     Ok(Probe {
+        headers: Vec::new(),
         endpoint: "embeddings",
         model,
         stream: false,
@@ -284,8 +309,9 @@ async fn handle(
     let key = auth::api_key(request.headers()).map(str::to_owned);
     let result = async {
         let caller = auth::authenticate(&app.db, key.as_deref(), ip).await?;
-        let (_, body) = read_body(request, app.config.body_limit_bytes).await?;
-        let probe = probe(&body)?;
+        let (headers, body) = read_body(request, app.config.body_limit_bytes).await?;
+        let mut probe = probe(&body)?;
+        probe.headers = forwarded_headers(&headers);
         relay(&app, caller, probe, body, started, &request_id, ip).await
     }
     .await;
@@ -507,6 +533,7 @@ async fn attempt(
         model: channel.upstream_model(&probe.model).to_owned(),
         stream: probe.stream,
         include_usage: probe.include_usage,
+        headers: probe.headers.clone(),
         channel: ChannelInfo {
             kind: channel.kind.clone(),
             base_url: channel.base_url.clone(),
@@ -751,7 +778,7 @@ pub(crate) fn framer_for(framing: Framing) -> Option<framing::Framer> {
     match framing {
         Framing::Sse => Some(framing::Framer::Sse(framing::SseFramer::default())),
         Framing::Ndjson => Some(framing::Framer::Ndjson(framing::NdjsonFramer::default())),
-        Framing::AwsEventstream => None,
+        Framing::AwsEventstream | Framing::Raw => None,
     }
 }
 
