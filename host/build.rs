@@ -16,6 +16,8 @@ const PROFILE: &str = "wasm";
 const ADAPTERS: &[(&str, &str, bool)] = &[
     ("transit-adapter-openai", "openai.wasm", true),
     ("transit-adapter-anthropic", "anthropic.wasm", true),
+    ("transit-adapter-apimart", "apimart.wasm", true),
+    ("transit-adapter-kling", "kling.wasm", true),
     ("transit-adapter-misbehave", "misbehave.wasm", false),
     ("transit-adapter-swap-v1", "swap-v1.wasm", false),
     ("transit-adapter-swap-v2", "swap-v2.wasm", false),

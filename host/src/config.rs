@@ -69,6 +69,7 @@ pub struct Config {
     pub relay: RelayConfig,
     pub billing: crate::billing::BillingConfig,
     pub limits: crate::limits::LimitsConfig,
+    pub tasks: crate::tasks::TasksConfig,
     pub log: LogConfig,
 }
 
@@ -139,6 +140,7 @@ impl Default for Config {
             relay: RelayConfig::default(),
             billing: crate::billing::BillingConfig::default(),
             limits: crate::limits::LimitsConfig::default(),
+            tasks: crate::tasks::TasksConfig::default(),
             log: LogConfig::default(),
         }
     }

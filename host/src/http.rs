@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::AppState;
 use crate::error::GatewayError;
+use crate::tasks::api as tasks;
 use crate::{admin, relay};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -31,7 +32,12 @@ pub fn router(state: AppState) -> Router {
         .route("/completions", post(relay::completions))
         .route("/embeddings", post(relay::embeddings))
         .route("/models", get(relay::list_models))
-        .route("/models/{id}", get(relay::get_model));
+        .route("/models/{id}", get(relay::get_model))
+        .route("/videos", post(tasks::create_video).get(tasks::list_videos))
+        .route("/videos/{id}", get(tasks::get_video))
+        .route("/videos/{id}/content", get(tasks::video_content))
+        .route("/video/generations", post(tasks::create_generation))
+        .route("/video/generations/{id}", get(tasks::get_generation));
     Router::new()
         .nest("/v1", v1)
         .nest("/admin", admin::routes(state.clone()))

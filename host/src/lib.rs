@@ -15,6 +15,7 @@ pub mod http;
 pub mod limits;
 pub mod relay;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 
 use std::ops::Deref;
@@ -42,6 +43,7 @@ pub struct Inner {
     pub admin: AdminAuth,
     pub billing: Arc<billing::Billing>,
     pub limiter: Arc<limits::Limiter>,
+    pub tasks: tasks::Tasks,
 }
 
 impl Deref for AppState {
@@ -141,7 +143,9 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
         http,
         secrets,
         admin,
+        tasks: tasks::Tasks::default(),
     }));
+    let poller = tasks::spawn_poller(state.clone());
     Ok(App {
         router: http::router(state.clone()),
         state,
@@ -152,6 +156,7 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
             limiter_maintenance,
             upload_sync,
             watcher,
+            poller,
         ],
     })
 }

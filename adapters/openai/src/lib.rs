@@ -7,14 +7,28 @@
 //! Responses and stream chunks pass through untouched; usage is read from
 //! them.
 //!
+//! Videos (Sora) are asynchronous tasks through OpenAI's Videos API: the
+//! client's `POST /v1/videos` (JSON or multipart) or the generic
+//! `POST /v1/video/generations` shape become `POST /v1/videos`, polled with
+//! `GET /v1/videos/{id}`, the finished clip downloaded through
+//! `GET /v1/videos/{id}/content` (see [`videos`]).
+//!
 //! Channel options: `organization`, `project` (OpenAI headers) and
 //! `header.NAME` (any extra header a vendor needs).
 
 use transit_adapter_sdk::prelude::*;
 
+pub mod videos;
+
 pub struct OpenAi;
 
-const ENDPOINTS: &[&str] = &["chat.completions", "completions", "embeddings"];
+const ENDPOINTS: &[&str] = &[
+    "chat.completions",
+    "completions",
+    "embeddings",
+    "videos",
+    "video.generations",
+];
 
 impl Adapter for OpenAi {
     type Stream = openai::PassthroughStream;
@@ -46,6 +60,32 @@ impl Adapter for OpenAi {
         response: &UpstreamResponse,
     ) -> Result<Translated, AdapterError> {
         openai::parse_chat(response)
+    }
+
+    fn prepare_submit(call: &Call, body: &[u8]) -> Result<UpstreamRequest, AdapterError> {
+        videos::prepare_submit(call, body)
+    }
+
+    // Videos are this adapter's only tasks, so polls and downloads do not
+    // depend on the endpoint the task was submitted through.
+    fn parse_submit(_call: &Call, response: &UpstreamResponse) -> Result<Submitted, AdapterError> {
+        videos::parse_submit(response)
+    }
+
+    fn prepare_poll(call: &Call, upstream_id: &str) -> Result<UpstreamRequest, AdapterError> {
+        videos::prepare_poll(call, upstream_id)
+    }
+
+    fn parse_poll(_call: &Call, response: &UpstreamResponse) -> Result<TaskState, AdapterError> {
+        videos::parse_poll(response)
+    }
+
+    fn prepare_content(
+        call: &Call,
+        upstream_id: &str,
+        variant: &str,
+    ) -> Result<UpstreamRequest, AdapterError> {
+        videos::prepare_content(call, upstream_id, variant)
     }
 }
 

@@ -66,6 +66,8 @@ pub fn routes(app: AppState) -> Router<AppState> {
             axum::routing::delete(adapters::delete_adapter),
         )
         .route("/logs", get(list_logs))
+        .route("/tasks", get(list_tasks))
+        .route("/tasks/{id}", get(get_task))
         .layer(axum::middleware::from_fn_with_state(app, require_admin))
 }
 
@@ -662,6 +664,29 @@ struct LogFilter {
 async fn list_logs(State(app): State<AppState>, Query(f): Query<LogFilter>) -> AdminResult {
     let limit = f.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(json!({ "data": app.db.recent_logs(limit).await? })).into_response())
+}
+
+#[derive(Deserialize)]
+struct TaskFilter {
+    user_id: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /admin/tasks?user_id=&limit=`: async tasks, newest first.
+async fn list_tasks(State(app): State<AppState>, Query(f): Query<TaskFilter>) -> AdminResult {
+    let limit = f.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(json!({ "data": app.db.tasks(f.user_id, limit).await? })).into_response())
+}
+
+/// `GET /admin/tasks/{id}`: any user's task.
+async fn get_task(State(app): State<AppState>, Path(id): Path<String>) -> AdminResult {
+    match app.db.task(&id).await? {
+        Some(task) => Ok(Json(task).into_response()),
+        None => Err(
+            GatewayError::not_found(format!("No task with id `{id}` exists."))
+                .with_code("task_not_found"),
+        ),
+    }
 }
 
 pub use money::redeem;

@@ -110,6 +110,11 @@ impl Snapshot {
         }
     }
 
+    /// The channel with `id`, enabled or not.
+    pub fn channel(&self, id: i64) -> Option<Arc<Channel>> {
+        self.channels.iter().find(|c| c.id == id).cloned()
+    }
+
     /// Every enabled channel that can serve `model` for `group`, highest
     /// priority first (exact model matches and any-model channels merged).
     pub fn candidates(&self, group: &str, model: &str) -> Result<Vec<Arc<Channel>>, NoRoute> {

@@ -58,6 +58,8 @@ pub const TYPES: &[ChannelType] = &[
     t("custom", "openai", ""),
     t("anthropic", "anthropic", "https://api.anthropic.com"),
     t("claude", "anthropic", "https://api.anthropic.com"),
+    t("apimart", "apimart", "https://api.apimart.ai"),
+    t("kling", "kling", "https://api-singapore.klingai.com"),
 ];
 
 pub fn find(name: &str) -> Option<&'static ChannelType> {

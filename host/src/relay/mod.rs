@@ -20,7 +20,7 @@
 //! next channel (at most `relay.max_retries` more). Once the first chunk of
 //! a stream is sent, the call is committed to its channel.
 
-mod admission;
+pub(crate) mod admission;
 pub mod framing;
 mod stream;
 
@@ -75,7 +75,7 @@ fn too_large(limit: usize) -> GatewayError {
     .with_code("request_too_large")
 }
 
-fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
+pub(crate) fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
     request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -109,7 +109,7 @@ const FORWARDED_HEADERS: &[&str] = &[
     "openai-beta",
 ];
 
-fn forwarded_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+pub(crate) fn forwarded_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     FORWARDED_HEADERS
         .iter()
         .filter_map(|name| {
@@ -326,7 +326,7 @@ async fn handle(
     }
 }
 
-fn request_id(request: &Request) -> String {
+pub(crate) fn request_id(request: &Request) -> String {
     request
         .headers()
         .get("x-request-id")
@@ -638,7 +638,7 @@ fn completion_text(body: &[u8]) -> String {
     text
 }
 
-async fn collect_response(
+pub(crate) async fn collect_response(
     response: reqwest::Response,
     limit: usize,
     channel: &Channel,
@@ -674,7 +674,7 @@ async fn collect_response(
     })
 }
 
-fn upstream_unreachable(e: &reqwest::Error, channel: &Channel) -> GatewayError {
+pub(crate) fn upstream_unreachable(e: &reqwest::Error, channel: &Channel) -> GatewayError {
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -766,7 +766,7 @@ pub(crate) fn guest_failure(lease: &Lease, failure: adapters::GuestFailure) -> G
     .with_code("adapter_failure")
 }
 
-fn adapter_bug(lease: &Lease, what: &str) -> GatewayError {
+pub(crate) fn adapter_bug(lease: &Lease, what: &str) -> GatewayError {
     GatewayError::new(
         ErrorKind::Adapter,
         format!("The adapter `{}` {what}.", lease.adapter.info.name),

@@ -64,6 +64,21 @@ impl Db {
     /// remaining quota cannot cover it, and nothing changed.
     pub async fn place_hold(&self, hold: &NewHold) -> sqlx::Result<bool> {
         let mut tx = self.pool().begin().await?;
+        if !self.place_hold_in(&mut tx, hold).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// [`Db::place_hold`] inside the caller's transaction; `Ok(false)` leaves
+    /// the transaction for the caller to roll back.
+    pub(super) async fn place_hold_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        hold: &NewHold,
+    ) -> sqlx::Result<bool> {
         // The write comes first, so SQLite takes its write lock up front
         // instead of upgrading a read lock (which can fail under load).
         let user = self
@@ -71,10 +86,9 @@ impl Db {
             .bind(hold.amount)
             .bind(hold.user_id)
             .bind(hold.amount)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         if user.rows_affected() == 0 {
-            tx.rollback().await?;
             return Ok(false);
         }
         let token = self
@@ -83,10 +97,9 @@ impl Db {
             .bind(hold.amount)
             .bind(hold.token_id)
             .bind(hold.amount)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         if token.rows_affected() == 0 {
-            tx.rollback().await?;
             return Ok(false);
         }
         self.q("INSERT INTO holds (id, user_id, token_id, amount, model, prompt_tokens, price, request_id, client_ip, channel_id, is_stream, instance, created_at, lease_until) \
@@ -104,9 +117,8 @@ impl Db {
             .bind(hold.instance.clone())
             .bind(now())
             .bind(hold.lease_until)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        tx.commit().await?;
         Ok(true)
     }
 
@@ -114,13 +126,31 @@ impl Db {
     /// was already settled (by another path or instance).
     pub async fn settle_hold(&self, s: &Settlement) -> sqlx::Result<Option<i64>> {
         let mut tx = self.pool().begin().await?;
+        match self.settle_hold_in(&mut tx, s).await? {
+            Some(charged) => {
+                tx.commit().await?;
+                Ok(Some(charged))
+            }
+            None => {
+                tx.rollback().await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// [`Db::settle_hold`] inside the caller's transaction; `None` leaves
+    /// the transaction for the caller to roll back.
+    pub(super) async fn settle_hold_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        s: &Settlement,
+    ) -> sqlx::Result<Option<i64>> {
         let deleted = self
             .q("DELETE FROM holds WHERE id = ?")
             .bind(s.hold_id.clone())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         if deleted.rows_affected() == 0 {
-            tx.rollback().await?;
             return Ok(None);
         }
         let (user_sql, token_sql) = match self.backend {
@@ -136,12 +166,12 @@ impl Db {
         let balance: Option<(i64,)> = self
             .qa(user_sql)
             .bind(s.log.user_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
         let token: Option<(i64, i64)> = self
             .qa(token_sql)
             .bind(s.log.token_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
         let mut charged = s.cost.max(0);
         if let Some((quota,)) = balance {
@@ -158,7 +188,7 @@ impl Db {
             .bind(s.counts_as_request)
             .bind(ts)
             .bind(s.log.user_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         self.q("UPDATE tokens SET remain_quota = CASE WHEN unlimited_quota = 1 THEN remain_quota ELSE remain_quota + ? - ? END, used_quota = used_quota + ?, accessed_at = ? WHERE id = ?")
             .bind(s.hold_amount)
@@ -166,7 +196,7 @@ impl Db {
             .bind(charged)
             .bind(ts)
             .bind(s.log.token_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         let mut log = s.log.clone();
         log.quota = charged;
@@ -178,8 +208,7 @@ impl Db {
                 format!("{}; {note}", log.content)
             };
         }
-        self.insert_log(&log, &mut tx).await?;
-        tx.commit().await?;
+        self.insert_log(&log, tx).await?;
         Ok(Some(charged))
     }
 
@@ -204,6 +233,16 @@ impl Db {
         .bind(limit)
         .fetch_all(self.pool())
         .await
+    }
+
+    /// The price snapshot (JSON) a hold was placed at, while it is open.
+    pub async fn hold_price(&self, id: &str) -> sqlx::Result<Option<String>> {
+        let row: Option<(String,)> = self
+            .qa("SELECT price FROM holds WHERE id = ?")
+            .bind(id.to_owned())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|(p,)| p))
     }
 
     pub async fn open_holds(&self) -> sqlx::Result<i64> {

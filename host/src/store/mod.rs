@@ -11,6 +11,7 @@ mod holds;
 mod logs;
 mod money;
 mod options;
+pub mod tasks;
 mod tokens;
 mod users;
 
@@ -28,6 +29,7 @@ pub use logs::{ConsumeLog, LogRow};
 pub use money::{
     REDEMPTION_DISABLED, REDEMPTION_UNUSED, REDEMPTION_USED, RedemptionRow, TopupRow, UsageLine,
 };
+pub use tasks::{NewTask, TaskEnd, TaskRow};
 pub use tokens::{NewToken, TokenRow, TokenWithUser};
 pub use users::{NewUser, UserRow};
 

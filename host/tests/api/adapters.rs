@@ -118,8 +118,11 @@ async fn the_admin_api_lists_loaded_adapters() {
         .iter()
         .map(|a| a["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, vec!["anthropic", "misbehave", "openai"]);
-    let openai = &v["data"][2];
+    assert_eq!(
+        names,
+        vec!["anthropic", "apimart", "kling", "misbehave", "openai"]
+    );
+    let openai = &v["data"][4];
     assert_eq!(openai["wit_version"], "0.2.0");
     assert_eq!(openai["builtin"], true);
     assert_eq!(openai["hash"].as_str().unwrap().len(), 64);

@@ -129,6 +129,12 @@ pub async fn spawn_app_on(
 }
 
 impl TestApp {
+    /// Stop this instance but keep its data directory (where a SQLite
+    /// database lives) for the instance that follows it.
+    pub fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        std::mem::replace(&mut self._data_dir, tempfile::tempdir().unwrap())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -19,3 +19,5 @@ mod hotswap;
 mod limits;
 mod relay;
 mod sdk;
+mod task_mocks;
+mod tasks;

@@ -14,7 +14,7 @@ fn workspace() -> PathBuf {
 }
 
 /// The venv's python, created (once per machine) from the pinned requirements.
-fn sdk_python() -> PathBuf {
+pub fn sdk_python() -> PathBuf {
     let venv = workspace().join("target/sdk-venv");
     let python = venv.join("bin/python");
     let requirements = workspace().join("host/tests/sdk/requirements.txt");
@@ -42,7 +42,7 @@ fn sdk_python() -> PathBuf {
     python
 }
 
-fn pytest(python: &Path, file: &str, env: &[(&str, String)]) {
+pub fn pytest(python: &Path, file: &str, env: &[(&str, String)]) {
     let out = Command::new(python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .arg(workspace().join("host/tests/sdk").join(file))
