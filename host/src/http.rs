@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::AppState;
 use crate::error::GatewayError;
+use crate::relay::surface;
 use crate::tasks::api as tasks;
 use crate::{admin, relay};
 
@@ -33,6 +34,15 @@ pub fn router(state: AppState) -> Router {
         .route("/embeddings", post(relay::embeddings))
         .route("/models", get(relay::list_models))
         .route("/models/{id}", get(relay::get_model))
+        .route("/images/generations", post(surface::image_generations))
+        .route("/images/generations/{id}", get(tasks::get_image_task))
+        .route("/images/edits", post(surface::image_edits))
+        .route("/images/variations", post(surface::image_variations))
+        .route("/audio/transcriptions", post(surface::transcriptions))
+        .route("/audio/translations", post(surface::translations))
+        .route("/audio/speech", post(surface::speech))
+        .route("/moderations", post(surface::moderations))
+        .route("/rerank", post(surface::rerank))
         .route("/videos", post(tasks::create_video).get(tasks::list_videos))
         .route("/videos/{id}", get(tasks::get_video))
         .route("/videos/{id}/content", get(tasks::video_content))

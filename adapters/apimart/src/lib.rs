@@ -47,7 +47,9 @@ use transit_adapter_sdk::{LogLevel, RateLimit, UpstreamError};
 
 pub struct ApiMart;
 
-const ENDPOINTS: &[&str] = &["videos", "video.generations", "images.generations"];
+/// Images are generated as tasks only: `images.generations.async` tells
+/// the gateway to answer `/v1/images/generations` with a task.
+const ENDPOINTS: &[&str] = &["videos", "video.generations", "images.generations.async"];
 
 /// Aspect ratios a pixel size is rounded to, for videos and images.
 const VIDEO_RATIOS: &[(u64, u64)] = &[(16, 9), (9, 16), (1, 1), (4, 3), (3, 4)];

@@ -67,7 +67,9 @@ use transit_adapter_sdk::{RateLimit, UpstreamError};
 
 pub struct Kling;
 
-const ENDPOINTS: &[&str] = &["videos", "video.generations", "images.generations"];
+/// Images are generated as tasks only: `images.generations.async` tells
+/// the gateway to answer `/v1/images/generations` with a task.
+const ENDPOINTS: &[&str] = &["videos", "video.generations", "images.generations.async"];
 
 /// How long a minted token is valid, and how far back it starts being valid
 /// (clock skew), in seconds.

@@ -86,6 +86,9 @@ pub struct HoldRequest<'a> {
     pub client_ip: &'a str,
     pub stream: bool,
     pub started: Instant,
+    /// Per-call units the request asks for (`("images", 4)`), priced by
+    /// models with a per-call price.
+    pub units: &'a [(String, u64)],
 }
 
 /// How a call ended.
@@ -204,7 +207,14 @@ impl Billing {
         let max_out = req
             .max_output_tokens
             .unwrap_or(self.config.default_max_tokens);
-        let amount = price.estimate(req.prompt_tokens, max_out);
+        let amount = price.cost(&Usage {
+            input_tokens: req.prompt_tokens,
+            output_tokens: max_out,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
+            units: req.units.to_vec(),
+        });
         let id = uuid::Uuid::new_v4().to_string();
         let placed = self
             .db

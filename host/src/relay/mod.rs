@@ -23,6 +23,7 @@
 pub(crate) mod admission;
 pub mod framing;
 mod stream;
+pub mod surface;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -97,6 +98,26 @@ struct Probe {
     max_tokens: Option<u64>,
     /// Client headers the adapter may need (see [`forwarded_headers`]).
     headers: Vec<(String, String)>,
+    /// Per-call units asked for (`("images", n)`, `("characters", n)`),
+    /// for models priced per call.
+    units: Vec<(String, u64)>,
+}
+
+impl Probe {
+    /// A probe for a call billed by its input (and per-call units), with no
+    /// generated output to hold for.
+    fn input_only(endpoint: &'static str, model: String, prompt_tokens: u64) -> Self {
+        Self {
+            endpoint,
+            model,
+            stream: false,
+            include_usage: false,
+            prompt_tokens,
+            max_tokens: Some(0),
+            headers: Vec::new(),
+            units: Vec::new(),
+        }
+    }
 }
 
 /// Client headers passed to adapters: what a provider may need to see of the
@@ -208,6 +229,7 @@ fn probe_chat(body: &[u8]) -> Result<Probe, GatewayError> {
     let (stream, include_usage) = stream_flags(obj)?;
     Ok(Probe {
         headers: Vec::new(),
+        units: Vec::new(),
         endpoint: "chat.completions",
         prompt_tokens: billing::tokens::count_chat(&model, &value),
         max_tokens: max_tokens(obj),
@@ -249,6 +271,7 @@ fn probe_completions(body: &[u8]) -> Result<Probe, GatewayError> {
     let (stream, include_usage) = stream_flags(obj)?;
     Ok(Probe {
         headers: Vec::new(),
+        units: Vec::new(),
         endpoint: "completions",
         // The legacy API's own default output cap.
         max_tokens: max_tokens(obj).or(Some(16)),
@@ -274,6 +297,7 @@ fn probe_embeddings(body: &[u8]) -> Result<Probe, GatewayError> {
     })?;
     Ok(Probe {
         headers: Vec::new(),
+        units: Vec::new(),
         endpoint: "embeddings",
         model,
         stream: false,
@@ -285,24 +309,104 @@ fn probe_embeddings(body: &[u8]) -> Result<Probe, GatewayError> {
 
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(State(app): State<AppState>, request: Request) -> Response {
-    handle(app, request, probe_chat).await
+    handle(app, request, Prober::Json(probe_chat)).await
 }
 
 /// `POST /v1/completions` (the legacy text completions API)
 pub async fn completions(State(app): State<AppState>, request: Request) -> Response {
-    handle(app, request, probe_completions).await
+    handle(app, request, Prober::Json(probe_completions)).await
 }
 
 /// `POST /v1/embeddings`
 pub async fn embeddings(State(app): State<AppState>, request: Request) -> Response {
-    handle(app, request, probe_embeddings).await
+    handle(app, request, Prober::Json(probe_embeddings)).await
 }
 
-async fn handle(
-    app: AppState,
-    request: Request,
-    probe: fn(&[u8]) -> Result<Probe, GatewayError>,
-) -> Response {
+/// How a request body is read for the parse phase.
+#[derive(Clone, Copy)]
+enum Prober {
+    /// A JSON body.
+    Json(fn(&[u8]) -> Result<Probe, GatewayError>),
+    /// A `multipart/form-data` upload: its text fields, and the names of
+    /// its file parts. The body goes to the adapter as it came.
+    Form(fn(&Object, &[String]) -> Result<Probe, GatewayError>),
+}
+
+impl Prober {
+    async fn probe(self, headers: &HeaderMap, body: &[u8]) -> Result<Probe, GatewayError> {
+        match self {
+            Self::Json(f) => f(body),
+            Self::Form(f) => {
+                let content_type = headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if !content_type
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+                {
+                    return Err(GatewayError::invalid(format!(
+                        "This endpoint takes a multipart/form-data upload (got `{}`).",
+                        if content_type.is_empty() {
+                            "no content type"
+                        } else {
+                            content_type
+                        }
+                    ))
+                    .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+                    .with_code("unsupported_content_type"));
+                }
+                let form = multipart_fields(content_type, body).await?;
+                f(&form.fields, &form.files)
+            }
+        }
+    }
+}
+
+/// The parts of a `multipart/form-data` body.
+pub(crate) struct Form {
+    /// Text fields, as JSON strings.
+    pub fields: Object,
+    /// Names of the file parts.
+    pub files: Vec<String>,
+}
+
+/// Read the parts of a `multipart/form-data` body (already under the size
+/// cap): text fields kept, files only named.
+pub(crate) async fn multipart_fields(
+    content_type: &str,
+    body: &[u8],
+) -> Result<Form, GatewayError> {
+    let boundary = multer::parse_boundary(content_type).map_err(|e| {
+        GatewayError::invalid(format!("The multipart body has no usable boundary: {e}"))
+    })?;
+    let bytes = Bytes::copy_from_slice(body);
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(bytes) });
+    let mut parts = multer::Multipart::new(stream, boundary);
+    let mut form = Form {
+        fields: Object::new(),
+        files: Vec::new(),
+    };
+    while let Some(field) = parts
+        .next_field()
+        .await
+        .map_err(|e| GatewayError::invalid(format!("The multipart body is malformed: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        if field.file_name().is_some() {
+            form.files.push(name);
+            continue;
+        }
+        let text = field.text().await.map_err(|e| {
+            GatewayError::invalid(format!("The multipart field `{name}` is unreadable: {e}"))
+        })?;
+        form.fields.insert(name, serde_json::Value::String(text));
+    }
+    Ok(form)
+}
+
+async fn handle(app: AppState, request: Request, probe: Prober) -> Response {
     let started = Instant::now();
     let request_id = request_id(&request);
     let ip = client_ip(&request);
@@ -310,7 +414,7 @@ async fn handle(
     let result = async {
         let caller = auth::authenticate(&app.db, key.as_deref(), ip).await?;
         let (headers, body) = read_body(request, app.config.body_limit_bytes).await?;
-        let mut probe = probe(&body)?;
+        let mut probe = probe.probe(&headers, &body).await?;
         probe.headers = forwarded_headers(&headers);
         relay(&app, caller, probe, body, started, &request_id, ip).await
     }
@@ -421,6 +525,7 @@ async fn relay(
                 client_ip: &client_ip,
                 stream: probe.stream,
                 started,
+                units: &probe.units,
             },
             price,
         )
@@ -545,7 +650,7 @@ async fn attempt(
             options: channel.options.clone(),
         },
     };
-    let upstream = lease
+    let mut upstream = lease
         .instance
         .prepare_request(&call, body)
         .await
@@ -563,8 +668,9 @@ async fn attempt(
             app.config.upstream.request_timeout_secs,
         ));
     }
+    let body = std::mem::take(&mut upstream.body);
     let response = req
-        .body(upstream.body)
+        .body(body)
         .send()
         .await
         .map_err(|e| upstream_unreachable(&e, channel))?;
@@ -578,6 +684,30 @@ async fn attempt(
             .await
             .map_err(|f| guest_failure(&lease, f))?;
         return Err(from_adapter_error(mapped, channel));
+    }
+
+    if upstream.framing == Framing::Raw {
+        // Binary answers (audio) go to the client as they arrive. The call
+        // is billed now, for what the adapter said it costs (or the units the
+        // request asked for): the upstream bills it once it answered 2xx.
+        drop(lease);
+        let usage = with_units(upstream.usage.take(), probe, record);
+        if let Some(hold) = hold.take() {
+            hold.settle(Outcome::Served {
+                channel_id: channel.id,
+                usage,
+                first_token: None,
+                note: String::new(),
+            });
+        }
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+        let mut out = Response::new(Body::from_stream(response.bytes_stream()));
+        out.headers_mut().insert(header::CONTENT_TYPE, content_type);
+        return Ok(out);
     }
 
     if probe.stream {
@@ -602,6 +732,7 @@ async fn attempt(
         reasoning_tokens: 0,
         units: Vec::new(),
     });
+    let usage = with_units(Some(usage), probe, record);
     if let Some(hold) = hold.take() {
         hold.settle(Outcome::Served {
             channel_id: channel.id,
@@ -615,6 +746,24 @@ async fn attempt(
         .unwrap_or(HeaderValue::from_static("application/json"));
     out.headers_mut().insert(header::CONTENT_TYPE, content_type);
     Ok(out)
+}
+
+/// The usage to bill: what the adapter reported, else the prompt counted at
+/// admission; per-call units the request asked for fill in when the
+/// adapter reported none.
+fn with_units(usage: Option<Usage>, probe: &Probe, record: &CallRecord) -> Usage {
+    let mut usage = usage.unwrap_or_else(|| Usage {
+        input_tokens: record.prompt_tokens,
+        output_tokens: 0,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
+        reasoning_tokens: 0,
+        units: Vec::new(),
+    });
+    if usage.units.is_empty() {
+        usage.units.clone_from(&probe.units);
+    }
+    usage
 }
 
 /// The generated text of a non-streamed chat completion, for counting

@@ -33,6 +33,12 @@ use crate::store::{NewHold, NewTask, TaskRow, now};
 const TASK_HOLD_LEASE: i64 = i64::MAX / 4;
 const TASK_HOLD_OWNER: &str = "tasks";
 
+/// The image endpoint, which runs as a task on channels whose adapter
+/// lists [`IMAGES_ASYNC`] among its endpoints.
+const IMAGES: &str = "images.generations";
+/// How an adapter says it generates images as tasks only.
+pub const IMAGES_ASYNC: &str = "images.generations.async";
+
 /// What the submit body asked for.
 struct Submit {
     model: String,
@@ -54,35 +60,6 @@ fn seconds_of(v: &Value) -> Option<u64> {
     }
 }
 
-/// The text fields of a `multipart/form-data` body as a JSON object of
-/// strings, and whether it also carries files.
-async fn multipart_fields(content_type: &str, body: &[u8]) -> Result<(Value, bool), GatewayError> {
-    let boundary = multer::parse_boundary(content_type).map_err(|e| {
-        GatewayError::invalid(format!("The multipart body has no usable boundary: {e}"))
-    })?;
-    let bytes = axum::body::Bytes::copy_from_slice(body);
-    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(bytes) });
-    let mut parts = multer::Multipart::new(stream, boundary);
-    let mut fields = serde_json::Map::new();
-    let mut has_file = false;
-    while let Some(field) = parts
-        .next_field()
-        .await
-        .map_err(|e| GatewayError::invalid(format!("The multipart body is malformed: {e}")))?
-    {
-        let name = field.name().unwrap_or_default().to_owned();
-        if field.file_name().is_some() {
-            has_file = true;
-            continue;
-        }
-        let text = field.text().await.map_err(|e| {
-            GatewayError::invalid(format!("The multipart field `{name}` is unreadable: {e}"))
-        })?;
-        fields.insert(name, Value::String(text));
-    }
-    Ok((Value::Object(fields), has_file))
-}
-
 /// Read a submit body: JSON, or the multipart form OpenAI's SDK sends. A
 /// form without files is handed to the adapter as JSON (one shape for
 /// adapters to read); a form with a file goes as it came.
@@ -94,9 +71,10 @@ async fn read_submit(
     let ct = content_type.unwrap_or("application/json");
     let lower = ct.trim_start().to_ascii_lowercase();
     if lower.starts_with("multipart/form-data") {
-        let (fields, has_file) = multipart_fields(ct, &body).await?;
+        let form = relay::multipart_fields(ct, &body).await?;
+        let fields = Value::Object(form.fields);
         let submit = parse_submit(endpoint, &fields)?;
-        return Ok(if has_file {
+        return Ok(if !form.files.is_empty() {
             (submit, body, ct.to_owned())
         } else {
             (
@@ -141,6 +119,20 @@ fn parse_submit(endpoint: &str, value: &Value) -> Result<Submit, GatewayError> {
             ));
         }
     };
+    let size = obj.get("size").and_then(Value::as_str).map(str::to_owned);
+    if endpoint == IMAGES {
+        let n = match obj.get("n") {
+            None | Some(Value::Null) => Some(1),
+            Some(v) => seconds_of(v),
+        }
+        .filter(|n| (1..=10).contains(n))
+        .ok_or_else(|| invalid("`n` must be a whole number from 1 to 10.", "n"))?;
+        return Ok(Submit {
+            model,
+            units: vec![("images".to_owned(), n)],
+            params: json!({"prompt": prompt, "n": n, "size": size}),
+        });
+    }
     let seconds = match endpoint {
         // OpenAI's API takes `seconds` as a string ("4", "8", "12").
         "videos" => match obj.get("seconds") {
@@ -174,7 +166,6 @@ fn parse_submit(endpoint: &str, value: &Value) -> Result<Submit, GatewayError> {
                 })?,
         },
     };
-    let size = obj.get("size").and_then(Value::as_str).map(str::to_owned);
     Ok(Submit {
         model,
         units: vec![("seconds".to_owned(), seconds)],
@@ -265,16 +256,32 @@ async fn submit(
     request: Request,
     endpoint: &'static str,
 ) -> Result<TaskRow, GatewayError> {
-    let started = Instant::now();
     let caller = caller_of(app, credentials(&request)).await?;
     let (headers, body) = relay::read_body(request, app.config.body_limit_bytes).await?;
+    submit_body(app, &caller, &headers, body, endpoint).await
+}
+
+/// Submit a task whose body was already read.
+async fn submit_body(
+    app: &AppState,
+    caller: &Caller,
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Bytes,
+    endpoint: &'static str,
+) -> Result<TaskRow, GatewayError> {
+    let started = Instant::now();
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let (asked, body, body_type) = read_submit(endpoint, content_type, body).await?;
-    let channels = task_channels(app, &caller, endpoint, &asked.model)?;
-    let _rate = admission::rate_limit(app, &caller, &asked.model, 0).await?;
-    let _caller_slot = admission::caller_slots(app, &caller).await?;
+    let served_as = if endpoint == IMAGES {
+        IMAGES_ASYNC
+    } else {
+        endpoint
+    };
+    let channels = task_channels(app, caller, served_as, &asked.model)?;
+    let _rate = admission::rate_limit(app, caller, &asked.model, 0).await?;
+    let _caller_slot = admission::caller_slots(app, caller).await?;
 
     let price = app.billing.quote(&asked.model, &caller.group)?;
     let usage = Usage {
@@ -303,7 +310,7 @@ async fn submit(
     };
     let task = NewTask {
         id: id.clone(),
-        kind: "video".to_owned(),
+        kind: if endpoint == IMAGES { "image" } else { "video" }.to_owned(),
         endpoint: endpoint.to_owned(),
         user_id: caller.user_id,
         token_id: caller.token_id,
@@ -326,7 +333,7 @@ async fn submit(
         .task(&id)
         .await?
         .ok_or_else(|| GatewayError::internal("the task just created is missing"))?;
-    let mut forwarded = relay::forwarded_headers(&headers);
+    let mut forwarded = relay::forwarded_headers(headers);
     forwarded.retain(|(k, _)| k != "content-type");
     forwarded.push(("content-type".to_owned(), body_type));
 
@@ -600,6 +607,47 @@ pub async fn list_videos(State(app): State<AppState>, request: Request) -> Respo
         }))
     };
     respond(r.await)
+}
+
+/// `POST /v1/images/generations` for a model whose channels generate
+/// images as tasks: answers a task in the generic shape.
+pub async fn create_image_task(
+    app: &AppState,
+    caller: &Caller,
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    respond(
+        submit_body(app, caller, headers, body, IMAGES)
+            .await
+            .map(|t| generic(&t)),
+    )
+}
+
+/// Whether `model` is generated as a task for `caller`: every channel that
+/// could serve it has an adapter that generates images only as tasks.
+pub fn images_are_tasks(app: &AppState, caller: &Caller, model: &str) -> bool {
+    let Ok(channels) = app.router.snapshot().candidates(&caller.group, model) else {
+        return false;
+    };
+    let adapters: Vec<_> = channels
+        .iter()
+        .filter_map(|c| app.runtime.get(&c.adapter))
+        .collect();
+    !adapters.is_empty()
+        && adapters.iter().all(|a| {
+            a.info.endpoints.iter().any(|e| e == IMAGES_ASYNC)
+                && !a.info.endpoints.iter().any(|e| e == IMAGES)
+        })
+}
+
+/// `GET /v1/images/generations/{id}`: an image task.
+pub async fn get_image_task(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    get_generation(State(app), Path(id), request).await
 }
 
 /// `POST /v1/video/generations`

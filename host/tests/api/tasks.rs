@@ -472,3 +472,45 @@ async fn the_openai_sdk_creates_polls_and_downloads_a_video() {
         .await
         .unwrap();
 }
+
+/// `POST /v1/images/generations` for a model whose channel generates images
+/// only as tasks (APIMart) answers a task, polled at
+/// `/v1/images/generations/{id}` and billed per image when it ends.
+#[tokio::test]
+async fn async_image_models_answer_a_task() {
+    let app = spawn_app_with(fast_tasks).await;
+    let apimart = ApimartMock::start("am-key").await;
+    app.channel(json!({"name": "apimart", "type": "apimart", "secret_key": "am-key", "base_url": apimart.base_url(), "models": ["seedream-4"]}))
+        .await;
+    app.set_prices(json!({"models": {"seedream-4": {"price_per_call": 0.02}}}))
+        .await;
+    let (user, key) = app.user_with_key(1_000_000).await;
+    apimart.set(Outcome::SucceedAfter(1));
+    let r = post(
+        &app,
+        "/v1/images/generations",
+        &key,
+        json!({"model": "seedream-4", "prompt": "A red fox", "n": 2, "size": "1:1"}),
+    )
+    .await;
+    let status = r.status();
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["object"], "image.generation");
+    // Two images at 0.02 USD are held.
+    assert_eq!(app.user(user).await["quota"], 1_000_000 - 2 * 10_000);
+    let id = created["task_id"].as_str().unwrap();
+    let done = wait_until(
+        &app,
+        &format!("/v1/images/generations/{id}"),
+        &key,
+        &["succeeded", "failed"],
+    )
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(!done["result_urls"].as_array().unwrap().is_empty());
+    let (balance, charged, _) = app.ledger(user).await;
+    assert_eq!(balance, 1_000_000 - charged);
+    assert!(charged > 0 && charged <= 2 * 10_000, "{charged}");
+    assert_eq!(app.open_holds().await, 0);
+}
