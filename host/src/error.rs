@@ -182,10 +182,19 @@ impl std::error::Error for GatewayError {}
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
+        let body = self.body();
+        self.into_response_with(body)
+    }
+}
+
+impl GatewayError {
+    /// The response with `body` (an error in another API's envelope) in
+    /// place of OpenAI's, keeping the status and headers.
+    pub fn into_response_with(self, body: serde_json::Value) -> Response {
         if self.kind == ErrorKind::Internal {
             tracing::error!(error = %self.message, "internal error");
         }
-        let mut response = (self.status, Json(self.body())).into_response();
+        let mut response = (self.status, Json(body)).into_response();
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
         }

@@ -21,7 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::AppState;
 use crate::error::GatewayError;
-use crate::relay::surface;
+use crate::relay::{native, surface};
 use crate::tasks::api as tasks;
 use crate::{admin, relay};
 
@@ -33,7 +33,9 @@ pub fn router(state: AppState) -> Router {
         .route("/completions", post(relay::completions))
         .route("/embeddings", post(relay::embeddings))
         .route("/models", get(relay::list_models))
-        .route("/models/{id}", get(relay::get_model))
+        .route("/models/{id}", get(relay::get_model).post(native::gemini))
+        .route("/messages", post(native::messages))
+        .route("/messages/count_tokens", post(native::count_tokens))
         .route("/images/generations", post(surface::image_generations))
         .route("/images/generations/{id}", get(tasks::get_image_task))
         .route("/images/edits", post(surface::image_edits))
@@ -50,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/video/generations/{id}", get(tasks::get_generation));
     Router::new()
         .nest("/v1", v1)
+        .route("/v1beta/models/{id}", post(native::gemini))
         .nest("/admin", admin::routes(state.clone()))
         .route("/api/user/topup", post(admin::redeem))
         .route("/health", get(health))

@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod http;
+pub mod inbound;
 pub mod limits;
 pub mod relay;
 pub mod store;

@@ -22,6 +22,10 @@ use transit_adapter_sdk::prelude::*;
 pub struct Anthropic;
 
 const DEFAULT_MAX_TOKENS: u64 = 4096;
+/// The endpoint of clients that speak the Messages API themselves: their
+/// body goes to Claude as sent (model mapped) and the answer comes back as
+/// Claude sent it, usage read on the way.
+const NATIVE: &str = "anthropic.messages";
 const API_VERSION: &str = "2023-06-01";
 
 impl Adapter for Anthropic {
@@ -31,33 +35,41 @@ impl Adapter for Anthropic {
         AdapterInfo::new(
             "anthropic",
             env!("CARGO_PKG_VERSION"),
-            &["chat.completions"],
+            &["chat.completions", NATIVE],
         )
         .with_description("Anthropic Messages API (Claude)")
     }
 
     fn prepare_request(call: &Call, body: &[u8]) -> Result<UpstreamRequest, AdapterError> {
-        if call.endpoint != "chat.completions" {
+        let native = call.endpoint == NATIVE;
+        if !native && call.endpoint != "chat.completions" {
             return Err(errors::unsupported(format!(
                 "the anthropic adapter does not serve the {} endpoint",
                 call.endpoint
             )));
         }
-        let request = transit_adapter_sdk::json::parse_object(body)?;
-        let messages = to_messages(call, &request)?;
-        let body = transit_adapter_sdk::json::to_vec(&messages)?;
+        let mut request = transit_adapter_sdk::json::parse_object(body)?;
+        let body = if native {
+            request.insert("model".to_owned(), Value::String(call.model.clone()));
+            transit_adapter_sdk::json::to_vec(&request)?
+        } else {
+            let messages = to_messages(call, &request)?;
+            transit_adapter_sdk::json::to_vec(&messages)?
+        };
+        // A native client's own version and betas win over the channel's.
+        let client = |name: &str| if native { call.header(name) } else { None };
         let mut headers = vec![
             ("x-api-key".to_owned(), call.channel.api_key.clone()),
             (
                 "anthropic-version".to_owned(),
-                call.channel
-                    .option("anthropic-version")
+                client("anthropic-version")
+                    .or(call.channel.option("anthropic-version"))
                     .unwrap_or(API_VERSION)
                     .to_owned(),
             ),
             ("content-type".to_owned(), "application/json".to_owned()),
         ];
-        if let Some(beta) = call.channel.option("anthropic-beta") {
+        if let Some(beta) = client("anthropic-beta").or(call.channel.option("anthropic-beta")) {
             headers.push(("anthropic-beta".to_owned(), beta.to_owned()));
         }
         Ok(UpstreamRequest {
@@ -83,6 +95,13 @@ impl Adapter for Anthropic {
             }));
         }
         let usage = usage_of(message.get("usage"), None);
+        if call.endpoint == NATIVE {
+            return Ok(Translated {
+                body: response.body.clone(),
+                content_type: "application/json".to_owned(),
+                usage,
+            });
+        }
         let completion = to_completion(call, &message, usage.as_ref());
         Ok(Translated {
             body: transit_adapter_sdk::json::to_vec(&completion)?,
@@ -386,6 +405,8 @@ fn to_completion(call: &Call, message: &Value, usage: Option<&Usage>) -> Value {
 /// Translates Claude's stream events (`message_start` … `message_stop`)
 /// into `chat.completion.chunk`s.
 pub struct MessagesStream {
+    /// Events pass through untouched (a native Messages client).
+    native: bool,
     include_usage: bool,
     id: String,
     model: String,
@@ -411,6 +432,7 @@ impl MessagesStream {
 impl StreamTranslator for MessagesStream {
     fn new(call: Call) -> Self {
         Self {
+            native: call.endpoint == NATIVE,
             include_usage: call.include_usage,
             id: String::new(),
             model: call.model,
@@ -432,6 +454,24 @@ impl StreamTranslator for MessagesStream {
                 ));
             };
             let kind = data.get("type").and_then(Value::as_str).unwrap_or_default();
+            if self.native && kind != "error" {
+                match kind {
+                    "message_start" => {
+                        self.start_usage =
+                            data.get("message").and_then(|m| m.get("usage")).cloned();
+                        self.usage = usage_of(self.start_usage.as_ref(), None);
+                        batch.usage = self.usage.clone();
+                    }
+                    "message_delta" => {
+                        self.usage = usage_of(self.start_usage.as_ref(), data.get("usage"));
+                        batch.usage = self.usage.clone();
+                    }
+                    "message_stop" => batch.done = true,
+                    _ => {}
+                }
+                batch.chunks.push(event.data);
+                continue;
+            }
             match kind {
                 "message_start" => {
                     let message = data.get("message").cloned().unwrap_or(Value::Null);
@@ -746,5 +786,53 @@ mod tests {
             String::from_utf8_lossy(OVERLOADED)
         )));
         assert!(matches!(r, Err(AdapterError::Upstream(u)) if u.status == 529));
+    }
+}
+
+#[cfg(test)]
+mod native_tests {
+    use super::*;
+    use transit_adapter_sdk::testing::{call, response, sse_events};
+
+    const RESPONSE: &[u8] = include_bytes!("../fixtures/messages_response.json");
+    const STREAM: &str = include_str!("../fixtures/messages_stream.sse");
+
+    /// A native Messages client: the body goes through with the model mapped
+    /// and the client's version header; answers come back untouched.
+    #[test]
+    fn native_messages_pass_through_with_usage() {
+        let mut c = call(NATIVE, "claude-mapped", true);
+        c.headers = vec![
+            ("anthropic-version".into(), "2024-01-01".into()),
+            ("anthropic-beta".into(), "tools-2024".into()),
+        ];
+        let body = br#"{"model":"claude-x","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+        let req = Anthropic::prepare_request(&c, body).unwrap();
+        let sent: Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(sent["model"], "claude-mapped");
+        assert_eq!(sent["messages"][0]["content"], "hi");
+        assert!(
+            req.headers
+                .iter()
+                .any(|(k, v)| k == "anthropic-version" && v == "2024-01-01")
+        );
+        assert!(
+            req.headers
+                .iter()
+                .any(|(k, v)| k == "anthropic-beta" && v == "tools-2024")
+        );
+
+        let parsed = Anthropic::parse_response(&c, &response(200, RESPONSE)).unwrap();
+        assert_eq!(parsed.body, RESPONSE);
+        assert!(parsed.usage.is_some());
+
+        let events = sse_events(STREAM);
+        let count = events.len();
+        let mut stream = MessagesStream::new(c);
+        let batch = stream.push(events.clone()).unwrap();
+        assert_eq!(batch.chunks.len(), count);
+        assert_eq!(batch.chunks[0], events[0].data);
+        assert!(batch.done);
+        assert!(batch.usage.is_some_and(|u| u.output_tokens > 0));
     }
 }

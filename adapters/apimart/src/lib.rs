@@ -707,7 +707,7 @@ mod tests {
         assert_eq!(info.name, "apimart");
         assert_eq!(
             info.endpoints,
-            ["videos", "video.generations", "images.generations"]
+            ["videos", "video.generations", "images.generations.async"]
         );
     }
 

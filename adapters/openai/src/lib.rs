@@ -13,13 +13,21 @@
 //! `GET /v1/videos/{id}`, the finished clip downloaded through
 //! `GET /v1/videos/{id}/content` (see [`videos`]).
 //!
+//! Images (generations, edits, variations), audio (transcriptions,
+//! translations, speech), moderations and rerank pass through OpenAI's
+//! paths with the model mapped, multipart uploads included; speech audio is
+//! relayed raw (see [`media`]).
+//!
 //! Channel options: `organization`, `project` (OpenAI headers) and
 //! `header.NAME` (any extra header a vendor needs).
 
 use transit_adapter_sdk::prelude::*;
 
+pub mod media;
+pub mod multipart;
 pub mod videos;
 
+/// The adapter.
 pub struct OpenAi;
 
 const ENDPOINTS: &[&str] = &[
@@ -28,10 +36,18 @@ const ENDPOINTS: &[&str] = &[
     "embeddings",
     "videos",
     "video.generations",
+    "images.generations",
+    "images.edits",
+    "images.variations",
+    "audio.transcriptions",
+    "audio.translations",
+    "audio.speech",
+    "moderations",
+    "rerank",
 ];
 
 impl Adapter for OpenAi {
-    type Stream = openai::PassthroughStream;
+    type Stream = OpenAiStream;
 
     fn info() -> AdapterInfo {
         AdapterInfo::new("openai", env!("CARGO_PKG_VERSION"), ENDPOINTS)
@@ -43,6 +59,7 @@ impl Adapter for OpenAi {
             "chat.completions" => "chat/completions",
             "completions" => "completions",
             "embeddings" => "embeddings",
+            media if media::serves(media) => return media::prepare_request(call, body),
             other => {
                 return Err(errors::unsupported(format!(
                     "the openai adapter does not serve the {other} endpoint"
@@ -56,9 +73,12 @@ impl Adapter for OpenAi {
     }
 
     fn parse_response(
-        _call: &Call,
+        call: &Call,
         response: &UpstreamResponse,
     ) -> Result<Translated, AdapterError> {
+        if media::serves(&call.endpoint) {
+            return media::parse_response(call, response);
+        }
         openai::parse_chat(response)
     }
 
@@ -86,6 +106,39 @@ impl Adapter for OpenAi {
         variant: &str,
     ) -> Result<UpstreamRequest, AdapterError> {
         videos::prepare_content(call, upstream_id, variant)
+    }
+}
+
+/// A streamed answer: chat chunks, or OpenAI's image and transcription
+/// events, which carry their usage in events a chat stream would drop.
+pub enum OpenAiStream {
+    /// Chat, completions: [`openai::PassthroughStream`].
+    Chat(openai::PassthroughStream),
+    /// Image generations and transcriptions: [`media::EventStream`].
+    Media(media::EventStream),
+}
+
+impl StreamTranslator for OpenAiStream {
+    fn new(call: Call) -> Self {
+        if media::serves(&call.endpoint) {
+            Self::Media(media::EventStream::new(&call.endpoint))
+        } else {
+            Self::Chat(openai::PassthroughStream::new(call))
+        }
+    }
+
+    fn push(&mut self, events: Vec<Event>) -> Result<ChunkBatch, AdapterError> {
+        match self {
+            Self::Chat(s) => s.push(events),
+            Self::Media(s) => s.push(events),
+        }
+    }
+
+    fn finish(&mut self) -> Result<ChunkBatch, AdapterError> {
+        match self {
+            Self::Chat(s) => s.finish(),
+            Self::Media(_) => Ok(ChunkBatch::empty()),
+        }
     }
 }
 
@@ -149,7 +202,7 @@ mod tests {
 
     #[test]
     fn other_endpoints_are_unsupported() {
-        let c = call("audio.speech", "tts-1", false);
+        let c = call("assistants", "gpt-4o", false);
         assert!(matches!(
             OpenAi::prepare_request(&c, b"{}"),
             Err(AdapterError::Unsupported(_))

@@ -22,6 +22,7 @@
 
 pub(crate) mod admission;
 pub mod framing;
+pub mod native;
 mod stream;
 pub mod surface;
 
@@ -43,6 +44,7 @@ use crate::auth::{self, Caller};
 use crate::billing::{self, Hold, HoldRequest, Outcome};
 use crate::channels::{Channel, NoRoute};
 use crate::error::{ErrorKind, GatewayError};
+use crate::inbound::Shape;
 use crate::limits::{Acquired, SlotGuard};
 
 /// Read a request body under the configured cap.
@@ -101,6 +103,8 @@ struct Probe {
     /// Per-call units asked for (`("images", n)`, `("characters", n)`),
     /// for models priced per call.
     units: Vec<(String, u64)>,
+    /// The API shape the client spoke; its body is in that shape.
+    shape: Shape,
 }
 
 impl Probe {
@@ -116,6 +120,7 @@ impl Probe {
             max_tokens: Some(0),
             headers: Vec::new(),
             units: Vec::new(),
+            shape: Shape::OpenAi,
         }
     }
 }
@@ -230,6 +235,7 @@ fn probe_chat(body: &[u8]) -> Result<Probe, GatewayError> {
     Ok(Probe {
         headers: Vec::new(),
         units: Vec::new(),
+        shape: Shape::OpenAi,
         endpoint: "chat.completions",
         prompt_tokens: billing::tokens::count_chat(&model, &value),
         max_tokens: max_tokens(obj),
@@ -272,6 +278,7 @@ fn probe_completions(body: &[u8]) -> Result<Probe, GatewayError> {
     Ok(Probe {
         headers: Vec::new(),
         units: Vec::new(),
+        shape: Shape::OpenAi,
         endpoint: "completions",
         // The legacy API's own default output cap.
         max_tokens: max_tokens(obj).or(Some(16)),
@@ -298,6 +305,7 @@ fn probe_embeddings(body: &[u8]) -> Result<Probe, GatewayError> {
     Ok(Probe {
         headers: Vec::new(),
         units: Vec::new(),
+        shape: Shape::OpenAi,
         endpoint: "embeddings",
         model,
         stream: false,
@@ -323,19 +331,22 @@ pub async fn embeddings(State(app): State<AppState>, request: Request) -> Respon
 }
 
 /// How a request body is read for the parse phase.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Prober {
     /// A JSON body.
     Json(fn(&[u8]) -> Result<Probe, GatewayError>),
     /// A `multipart/form-data` upload: its text fields, and the names of
     /// its file parts. The body goes to the adapter as it came.
     Form(fn(&Object, &[String]) -> Result<Probe, GatewayError>),
+    /// A JSON body whose model is named in the path (Gemini's routes).
+    Path(fn(&[u8], &str) -> Result<Probe, GatewayError>, String),
 }
 
 impl Prober {
     async fn probe(self, headers: &HeaderMap, body: &[u8]) -> Result<Probe, GatewayError> {
         match self {
             Self::Json(f) => f(body),
+            Self::Path(f, model) => f(body, &model),
             Self::Form(f) => {
                 let content_type = headers
                     .get(header::CONTENT_TYPE)
@@ -407,6 +418,11 @@ pub(crate) async fn multipart_fields(
 }
 
 async fn handle(app: AppState, request: Request, probe: Prober) -> Response {
+    handle_as(app, request, probe, Shape::OpenAi).await
+}
+
+/// [`handle`] for a client speaking `shape`: errors answer in its envelope.
+async fn handle_as(app: AppState, request: Request, probe: Prober, shape: Shape) -> Response {
     let started = Instant::now();
     let request_id = request_id(&request);
     let ip = client_ip(&request);
@@ -416,6 +432,7 @@ async fn handle(app: AppState, request: Request, probe: Prober) -> Response {
         let (headers, body) = read_body(request, app.config.body_limit_bytes).await?;
         let mut probe = probe.probe(&headers, &body).await?;
         probe.headers = forwarded_headers(&headers);
+        probe.shape = shape;
         relay(&app, caller, probe, body, started, &request_id, ip).await
     }
     .await;
@@ -425,7 +442,8 @@ async fn handle(app: AppState, request: Request, probe: Prober) -> Response {
             if e.is_server_side() {
                 tracing::warn!(request_id, status = e.status.as_u16(), error = %e.message, "request failed");
             }
-            e.into_response()
+            let body = shape.error_body(&e);
+            e.into_response_with(body)
         }
     }
 }
@@ -633,8 +651,24 @@ async fn attempt(
         GatewayError::unavailable(format!("No adapter instance is free: {e}")).retryable(true)
     })?;
     lease.instance.set_log_name(&adapter.info.name);
+    // A client in a native shape is served natively when the channel's
+    // adapter speaks that shape, and through the canonical form otherwise.
+    let native = probe
+        .shape
+        .native_endpoint()
+        .filter(|e| adapter.info.endpoints.iter().any(|x| x == e));
+    let translate = probe.shape != Shape::OpenAi && native.is_none();
+    let canonical;
+    let (endpoint, body): (&str, &[u8]) = match native {
+        Some(e) => (e, body),
+        None if translate => {
+            canonical = inbound_request(probe, body)?;
+            (probe.endpoint, &canonical)
+        }
+        None => (probe.endpoint, body),
+    };
     let call = Call {
-        endpoint: probe.endpoint.to_owned(),
+        endpoint: endpoint.to_owned(),
         model: channel.upstream_model(&probe.model).to_owned(),
         stream: probe.stream,
         include_usage: probe.include_usage,
@@ -712,7 +746,18 @@ async fn attempt(
 
     if probe.stream {
         let framing = upstream.framing;
-        return stream::start(lease, call, response, framing, channel, record, hold, slots).await;
+        let output = stream::Output {
+            shape: probe.shape,
+            converter: if translate {
+                probe.shape.stream_converter(&probe.model)
+            } else {
+                None
+            },
+        };
+        return stream::start(
+            lease, call, response, framing, output, channel, record, hold, slots,
+        )
+        .await;
     }
 
     let upstream_response =
@@ -733,6 +778,11 @@ async fn attempt(
         units: Vec::new(),
     });
     let usage = with_units(Some(usage), probe, record);
+    let body = if translate {
+        inbound_response(probe, &translated.body)?
+    } else {
+        translated.body
+    };
     if let Some(hold) = hold.take() {
         hold.settle(Outcome::Served {
             channel_id: channel.id,
@@ -741,11 +791,29 @@ async fn attempt(
             note: String::new(),
         });
     }
-    let mut out = Response::new(Body::from(translated.body));
+    let mut out = Response::new(Body::from(body));
     let content_type = HeaderValue::from_str(&translated.content_type)
         .unwrap_or(HeaderValue::from_static("application/json"));
     out.headers_mut().insert(header::CONTENT_TYPE, content_type);
     Ok(out)
+}
+
+/// A native-shape request in the canonical OpenAI form of its endpoint.
+fn inbound_request(probe: &Probe, body: &[u8]) -> Result<Vec<u8>, GatewayError> {
+    match (probe.shape, probe.endpoint) {
+        (Shape::Gemini, "embeddings") => {
+            crate::inbound::gemini::embed_request_to_openai(body, &probe.model)
+        }
+        (shape, _) => shape.to_chat(body, &probe.model, probe.stream),
+    }
+}
+
+/// A canonical OpenAI answer in the client's native shape.
+fn inbound_response(probe: &Probe, body: &[u8]) -> Result<Vec<u8>, GatewayError> {
+    match (probe.shape, probe.endpoint) {
+        (Shape::Gemini, "embeddings") => crate::inbound::gemini::embeddings_to_response(body),
+        (shape, _) => shape.from_chat(body, &probe.model),
+    }
 }
 
 /// The usage to bill: what the adapter reported, else the prompt counted at

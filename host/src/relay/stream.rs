@@ -23,6 +23,7 @@ use crate::adapters::{self, Call, ChunkBatch, Framing, Lease, StreamTranslator, 
 use crate::billing::{self, Hold, Outcome};
 use crate::channels::Channel;
 use crate::error::{ErrorKind, GatewayError};
+use crate::inbound::{Shape, SseEvent, StreamConverter};
 use crate::limits::SlotGuard;
 
 type Upstream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>;
@@ -139,12 +140,67 @@ impl Pump {
     }
 }
 
+/// What the client's stream looks like.
+pub(super) struct Output {
+    /// The shape the client spoke: how events are framed and how the stream ends.
+    pub shape: Shape,
+    /// For a translated call: turns canonical chunks into the shape's events.
+    pub converter: Option<StreamConverter>,
+}
+
+impl Output {
+    /// The bytes of one chunk from the adapter.
+    fn chunk(&mut self, chunk: &[u8]) -> Vec<Bytes> {
+        match &mut self.converter {
+            Some(c) => c.push(chunk).iter().map(event).collect(),
+            None => vec![named(self.shape.event_name(chunk).as_deref(), chunk)],
+        }
+    }
+
+    /// The closing bytes of a stream that ended well.
+    fn end(&mut self, usage: &Usage) -> Vec<Bytes> {
+        let mut out: Vec<Bytes> = match &mut self.converter {
+            Some(c) => c.finish(Some(usage)).iter().map(event).collect(),
+            None => Vec::new(),
+        };
+        if self.shape.ends_with_done() {
+            out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        }
+        out
+    }
+
+    /// An error event, in the shape's envelope.
+    fn error(&self, e: &GatewayError) -> Bytes {
+        let body = serde_json::to_vec(&self.shape.error_body(e)).unwrap_or_default();
+        let name = (self.shape == Shape::Anthropic).then_some("error");
+        named(name, &body)
+    }
+}
+
+fn event(e: &SseEvent) -> Bytes {
+    named(e.name.as_deref(), &e.data)
+}
+
+fn named(name: Option<&str>, data: &[u8]) -> Bytes {
+    let Some(name) = name else {
+        return frame(data);
+    };
+    let mut out = Vec::with_capacity(data.len() + name.len() + 16);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn start(
     mut lease: Lease,
     call: Call,
     response: reqwest::Response,
     framing: Framing,
+    output: Output,
     channel: &Arc<Channel>,
     record: &CallRecord,
     hold: &mut Option<Hold>,
@@ -206,7 +262,18 @@ pub(super) async fn start(
     let channel = channel.clone();
     let record = record.clone();
     tokio::spawn(async move {
-        run(pump, first, ended, tx, channel, record, first_token, hold).await;
+        run(
+            pump,
+            output,
+            first,
+            ended,
+            tx,
+            channel,
+            record,
+            first_token,
+            hold,
+        )
+        .await;
         // The concurrency slots are held until the stream is over.
         drop(slots);
     });
@@ -235,6 +302,7 @@ fn frame(chunk: &[u8]) -> Bytes {
 #[allow(clippy::too_many_arguments)]
 async fn run(
     mut pump: Pump,
+    mut output: Output,
     first: Vec<Vec<u8>>,
     mut ended: bool,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
@@ -246,10 +314,12 @@ async fn run(
     let mut outcome = "";
     let mut pending = first;
     loop {
-        for chunk in pending.drain(..) {
-            if tx.send(Ok(frame(&chunk))).await.is_err() {
-                outcome = "client disconnected";
-                break;
+        'send: for chunk in pending.drain(..) {
+            for bytes in output.chunk(&chunk) {
+                if tx.send(Ok(bytes)).await.is_err() {
+                    outcome = "client disconnected";
+                    break 'send;
+                }
             }
         }
         if !outcome.is_empty() || ended {
@@ -271,17 +341,20 @@ async fn run(
             }
             Err(e) => {
                 tracing::warn!(request_id = %record.request_id, channel = channel.id, error = %e.message, "stream failed mid-way");
-                let body = serde_json::to_vec(&e.body()).unwrap_or_default();
-                let _ = tx.send(Ok(frame(&body))).await;
+                let _ = tx.send(Ok(output.error(&e))).await;
                 outcome = "upstream failed mid-stream";
                 break;
             }
         }
     }
-    if outcome.is_empty() {
-        let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
-    }
     let usage = pump.usage(&record);
+    if outcome.is_empty() {
+        for bytes in output.end(&usage) {
+            if tx.send(Ok(bytes)).await.is_err() {
+                break;
+            }
+        }
+    }
     // Release the adapter instance before the (asynchronous) bookkeeping.
     drop(pump);
     if let Some(hold) = hold {

@@ -92,7 +92,10 @@ fn probe_image_generation(body: &[u8]) -> Result<Probe, GatewayError> {
     let obj = json_object(body, "`model` and `prompt`")?;
     text(&obj, "prompt")?;
     let model = model_or(&obj, "dall-e-2")?;
-    images("images.generations", model, &obj)
+    let mut probe = images("images.generations", model, &obj)?;
+    // GPT image models stream partial images as events.
+    probe.stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    Ok(probe)
 }
 
 fn probe_image_edit(fields: &Object, files: &[String]) -> Result<Probe, GatewayError> {
@@ -119,7 +122,10 @@ fn audio_upload(
         .get("prompt")
         .and_then(Value::as_str)
         .map_or(0, |p| billing::tokens::count(&model, p));
-    Ok(Probe::input_only(endpoint, model, prompt_tokens))
+    let mut probe = Probe::input_only(endpoint, model, prompt_tokens);
+    // Form fields are text: `stream=true` asks for transcript events.
+    probe.stream = fields.get("stream").and_then(Value::as_str) == Some("true");
+    Ok(probe)
 }
 
 fn probe_transcription(fields: &Object, files: &[String]) -> Result<Probe, GatewayError> {

@@ -1,0 +1,190 @@
+//! The native inbound endpoints: Anthropic's Messages API and Gemini's
+//! `generateContent` family, served by any channel (see [`crate::inbound`]).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{Object, Probe, Prober, handle_as, max_tokens, read_body};
+use crate::AppState;
+use crate::auth;
+use crate::error::GatewayError;
+use crate::inbound::{self, Shape};
+
+fn object(body: &[u8], fields: &str) -> Result<Object, GatewayError> {
+    match super::parse_object(body, fields)? {
+        Value::Object(o) => Ok(o),
+        _ => Err(GatewayError::invalid(
+            "The request body must be a JSON object.",
+        )),
+    }
+}
+
+fn probe_messages(body: &[u8]) -> Result<Probe, GatewayError> {
+    let obj = object(body, "`model`, `max_tokens` and `messages`")?;
+    let model = super::required_model(&obj)?;
+    let max = match obj.get("max_tokens") {
+        Some(v) => v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+            GatewayError::invalid("max_tokens: must be a positive integer").with_param("max_tokens")
+        })?,
+        None => {
+            return Err(
+                GatewayError::invalid("max_tokens: Field required").with_param("max_tokens")
+            );
+        }
+    };
+    let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let prompt_tokens = inbound::anthropic::count_tokens(body)?;
+    let mut probe = Probe::input_only("chat.completions", model, prompt_tokens);
+    probe.max_tokens = Some(max);
+    probe.stream = stream;
+    probe.shape = Shape::Anthropic;
+    Ok(probe)
+}
+
+/// `POST /v1/messages`
+pub async fn messages(State(app): State<AppState>, request: Request) -> Response {
+    handle_as(app, request, Prober::Json(probe_messages), Shape::Anthropic).await
+}
+
+/// `POST /v1/messages/count_tokens`: counted here with the tokenizer, no
+/// upstream call.
+pub async fn count_tokens(State(app): State<AppState>, request: Request) -> Response {
+    let ip = super::client_ip(&request);
+    let key = auth::api_key(request.headers()).map(str::to_owned);
+    let r = async {
+        auth::authenticate(&app.db, key.as_deref(), ip).await?;
+        let (_, body) = read_body(request, app.config.body_limit_bytes).await?;
+        let n = inbound::anthropic::count_tokens(&body)?;
+        Ok::<_, GatewayError>(json!({"input_tokens": n}))
+    };
+    match r.await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => {
+            let body = Shape::Anthropic.error_body(&e);
+            e.into_response_with(body)
+        }
+    }
+}
+
+fn gemini_max_tokens(obj: &Object) -> Option<u64> {
+    let config = obj
+        .get("generationConfig")
+        .or_else(|| obj.get("generation_config"))?;
+    config
+        .get("maxOutputTokens")
+        .or_else(|| config.get("max_output_tokens"))
+        .and_then(Value::as_u64)
+}
+
+fn probe_generate(body: &[u8], model: &str, stream: bool) -> Result<Probe, GatewayError> {
+    let obj = object(body, "`contents`")?;
+    // Checked here, before anything is held (the translation itself runs per
+    // channel, and not at all for channels that speak Gemini).
+    inbound::gemini::request_to_chat(body, model, stream)?;
+    let prompt_tokens = inbound::gemini::count_tokens(body, model)?;
+    let mut probe = Probe::input_only("chat.completions", model.to_owned(), prompt_tokens);
+    probe.max_tokens = gemini_max_tokens(&obj).or(max_tokens(&obj));
+    probe.stream = stream;
+    probe.shape = Shape::Gemini;
+    Ok(probe)
+}
+
+fn probe_generate_once(body: &[u8], model: &str) -> Result<Probe, GatewayError> {
+    probe_generate(body, model, false)
+}
+
+fn probe_generate_stream(body: &[u8], model: &str) -> Result<Probe, GatewayError> {
+    probe_generate(body, model, true)
+}
+
+fn probe_embed(body: &[u8], model: &str) -> Result<Probe, GatewayError> {
+    let canonical = inbound::gemini::embed_request_to_openai(body, model)?;
+    let value: Value = serde_json::from_slice(&canonical)
+        .map_err(|e| GatewayError::internal(format!("translating the request failed: {e}")))?;
+    let tokens = super::input_tokens(model, &value["input"]).unwrap_or(0);
+    let mut probe = Probe::input_only("embeddings", model.to_owned(), tokens);
+    probe.shape = Shape::Gemini;
+    Ok(probe)
+}
+
+/// `POST /v1beta/models/{model}:{action}` (and the same under `/v1`):
+/// `generateContent`, `streamGenerateContent` (`?alt=sse`), `countTokens`,
+/// `embedContent`. The key may come as `x-goog-api-key` or `?key=`.
+pub async fn gemini(
+    State(app): State<AppState>,
+    Path(target): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    mut request: Request,
+) -> Response {
+    if auth::api_key(request.headers()).is_none()
+        && let Some(key) = query.get("key")
+        && let Ok(v) = HeaderValue::from_str(key)
+    {
+        request.headers_mut().insert("x-goog-api-key", v);
+    }
+    let target = target.strip_prefix("models/").unwrap_or(&target).to_owned();
+    let Some((model, action)) = target.split_once(':') else {
+        let e = GatewayError::not_found(format!(
+            "`{target}` names no method: use models/MODEL:generateContent and the like."
+        ));
+        let body = Shape::Gemini.error_body(&e);
+        return e.into_response_with(body);
+    };
+    let model = model.to_owned();
+    match action {
+        "generateContent" => {
+            handle_as(
+                app,
+                request,
+                Prober::Path(probe_generate_once, model),
+                Shape::Gemini,
+            )
+            .await
+        }
+        "streamGenerateContent" => {
+            handle_as(
+                app,
+                request,
+                Prober::Path(probe_generate_stream, model),
+                Shape::Gemini,
+            )
+            .await
+        }
+        "embedContent" => {
+            handle_as(
+                app,
+                request,
+                Prober::Path(probe_embed, model),
+                Shape::Gemini,
+            )
+            .await
+        }
+        "countTokens" => {
+            let ip = super::client_ip(&request);
+            let key = auth::api_key(request.headers()).map(str::to_owned);
+            let r = async {
+                auth::authenticate(&app.db, key.as_deref(), ip).await?;
+                let (_, body) = read_body(request, app.config.body_limit_bytes).await?;
+                let n = inbound::gemini::count_tokens(&body, &model)?;
+                Ok::<_, GatewayError>(json!({"totalTokens": n}))
+            };
+            match r.await {
+                Ok(v) => axum::Json(v).into_response(),
+                Err(e) => {
+                    let body = Shape::Gemini.error_body(&e);
+                    e.into_response_with(body)
+                }
+            }
+        }
+        other => {
+            let e = GatewayError::not_found(format!("The method `{other}` is not served."))
+                .with_code("unknown_method");
+            let body = Shape::Gemini.error_body(&e);
+            e.into_response_with(body)
+        }
+    }
+}
