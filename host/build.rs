@@ -16,6 +16,7 @@ const PROFILE: &str = "wasm";
 const ADAPTERS: &[(&str, &str, bool)] = &[
     ("transit-adapter-openai", "openai.wasm", true),
     ("transit-adapter-anthropic", "anthropic.wasm", true),
+    ("transit-adapter-gemini", "gemini.wasm", true),
     ("transit-adapter-apimart", "apimart.wasm", true),
     ("transit-adapter-kling", "kling.wasm", true),
     ("transit-adapter-misbehave", "misbehave.wasm", false),

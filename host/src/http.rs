@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/models", get(relay::list_models))
         .route("/models/{id}", get(relay::get_model).post(native::gemini))
         .route("/messages", post(native::messages))
+        .route("/responses", post(native::responses))
         .route("/messages/count_tokens", post(native::count_tokens))
         .route("/images/generations", post(surface::image_generations))
         .route("/images/generations/{id}", get(tasks::get_image_task))

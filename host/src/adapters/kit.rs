@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use super::{AdapterError, Call, ChannelInfo, Event, Runtime, Source, UpstreamResponse};
 use crate::config::AdapterConfig;
 
-const KEY: &str = "sk-conformance-kit-0123456789";
+/// The channel key the kit hands adapters. It has the `ACCESS|SECRET` form
+/// some providers use (Kling), and is a plain opaque string to the rest.
+const KEY: &str = "sk-conformance-kit-0123456789|kit-secret-abcdef";
 
 pub struct KitOptions {
     pub file: PathBuf,
@@ -84,6 +86,75 @@ data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\"
 data: [DONE]\n\n";
 const ERROR: &[u8] = br#"{"error":{"message":"Invalid value for 'temperature'","type":"invalid_request_error","code":"invalid_value"}}"#;
 
+/// Endpoints served as asynchronous tasks.
+const TASK_ENDPOINTS: &[&str] = &["videos", "video.generations", "images.generations.async"];
+const TASK_REQUEST: &[u8] =
+    br#"{"model":"m","prompt":"A lighthouse at dusk","duration":5,"seconds":"4","n":1}"#;
+
+/// The task functions: a submit and a poll request are built, and hostile
+/// upstream answers are refused without a trap.
+async fn task_checks(
+    runtime: &Runtime,
+    name: &str,
+    endpoint: &str,
+    model: &str,
+    report: &mut Report,
+) {
+    // Adapters are called with the plain endpoint; `.async` only tells the
+    // gateway how to answer clients.
+    let endpoint = endpoint.trim_end_matches(".async");
+    let mut task_call = call(model, false);
+    task_call.endpoint = endpoint.to_owned();
+    let result = async {
+        let mut lease = fresh(runtime, name).await?;
+        let req = lease
+            .instance
+            .prepare_submit(&task_call, TASK_REQUEST)
+            .await
+            .map_err(|f| format!("the component {f}"))?
+            .map_err(|e| format!("refused a valid {endpoint} task: {e:?}"))?;
+        let url = url::Url::parse(&req.url).map_err(|e| format!("url {:?}: {e}", req.url))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("url {:?} is not http(s)", req.url));
+        }
+        if String::from_utf8_lossy(&req.body).contains(KEY) {
+            return Err("the channel key appears in the request body".to_owned());
+        }
+        let poll = lease
+            .instance
+            .prepare_poll(&task_call, "upstream-task-1")
+            .await
+            .map_err(|f| format!("the component {f}"))?
+            .map_err(|e| format!("could not build a poll: {e:?}"))?;
+        Ok(format!(
+            "{} {}; poll {} {}",
+            req.method, req.url, poll.method, poll.url
+        ))
+    }
+    .await;
+    report.check("tasks: prepare-submit and prepare-poll", result);
+    let result = async {
+        for body in [&b""[..], b"not json", b"{}", b"\xff\xfe", b"[]"] {
+            let mut lease = fresh(runtime, name).await?;
+            let r = response(200, body);
+            // Refusing such an answer is right; only a trap fails the check.
+            let _submitted = lease
+                .instance
+                .parse_submit(&task_call, &r)
+                .await
+                .map_err(|f| format!("parse-submit on {body:?}: the component {f}"))?;
+            let _state = lease
+                .instance
+                .parse_poll(&task_call, &r)
+                .await
+                .map_err(|f| format!("parse-poll on {body:?}: the component {f}"))?;
+        }
+        Ok("no trap on empty, non-JSON, empty-object and non-UTF-8 answers".to_owned())
+    }
+    .await;
+    report.check("tasks: hostile upstream answers", result);
+}
+
 fn events(transcript: &str) -> Vec<Event> {
     let mut framer = crate::relay::framing::SseFramer::default();
     let mut out = framer.push(transcript.as_bytes()).unwrap_or_default();
@@ -149,6 +220,13 @@ pub async fn run(options: KitOptions) -> anyhow::Result<bool> {
             ))
         },
     );
+    if let Some(endpoint) = info
+        .endpoints
+        .iter()
+        .find(|e| TASK_ENDPOINTS.contains(&e.as_str()))
+    {
+        task_checks(&runtime, &info.name, endpoint, &options.model, &mut report).await;
+    }
     if !info.endpoints.iter().any(|e| e == "chat.completions") {
         println!("  (no chat.completions: the chat checks are skipped)");
         println!("\n{} passed, {} failed", report.passed, report.failed);

@@ -58,6 +58,11 @@ pub const TYPES: &[ChannelType] = &[
     t("custom", "openai", ""),
     t("anthropic", "anthropic", "https://api.anthropic.com"),
     t("claude", "anthropic", "https://api.anthropic.com"),
+    t(
+        "gemini",
+        "gemini",
+        "https://generativelanguage.googleapis.com",
+    ),
     t("apimart", "apimart", "https://api.apimart.ai"),
     t("kling", "kling", "https://api-singapore.klingai.com"),
 ];

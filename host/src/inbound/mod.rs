@@ -11,6 +11,7 @@
 
 pub mod anthropic;
 pub mod gemini;
+pub mod responses;
 
 use serde_json::Value;
 
@@ -23,22 +24,26 @@ pub enum Shape {
     OpenAi,
     Anthropic,
     Gemini,
+    /// OpenAI's Responses API, served over chat completions.
+    Responses,
 }
 
 impl Shape {
-    /// The adapter endpoint that serves this shape natively.
-    pub fn native_endpoint(self) -> Option<&'static str> {
-        match self {
-            Self::OpenAi => None,
-            Self::Anthropic => Some("anthropic.messages"),
-            Self::Gemini => Some("gemini.generate-content"),
+    /// The adapter endpoint that serves this shape's `endpoint` (the
+    /// canonical one it maps to) natively.
+    pub fn native_endpoint(self, endpoint: &str) -> Option<&'static str> {
+        match (self, endpoint) {
+            (Self::Anthropic, "chat.completions") => Some("anthropic.messages"),
+            (Self::Gemini, "chat.completions") => Some("gemini.generate-content"),
+            (Self::Gemini, "embeddings") => Some("gemini.embed-content"),
+            _ => None,
         }
     }
 
     /// An error in the shape's own envelope.
     pub fn error_body(self, e: &GatewayError) -> Value {
         match self {
-            Self::OpenAi => e.body(),
+            Self::OpenAi | Self::Responses => e.body(),
             Self::Anthropic => anthropic::error_body(e),
             Self::Gemini => gemini::error_body(e),
         }
@@ -54,6 +59,7 @@ impl Shape {
     pub fn to_chat(self, body: &[u8], model: &str, stream: bool) -> Result<Vec<u8>, GatewayError> {
         match self {
             Self::OpenAi => Ok(body.to_vec()),
+            Self::Responses => responses::request_to_chat(body, model, stream),
             Self::Anthropic => anthropic::request_to_chat(body, model, stream),
             Self::Gemini => gemini::request_to_chat(body, model, stream),
         }
@@ -63,6 +69,7 @@ impl Shape {
     pub fn from_chat(self, chat: &[u8], model: &str) -> Result<Vec<u8>, GatewayError> {
         match self {
             Self::OpenAi => Ok(chat.to_vec()),
+            Self::Responses => responses::chat_to_response(chat, model),
             Self::Anthropic => anthropic::chat_to_response(chat, model),
             Self::Gemini => gemini::chat_to_response(chat, model),
         }
@@ -72,6 +79,9 @@ impl Shape {
     pub fn stream_converter(self, model: &str) -> Option<StreamConverter> {
         match self {
             Self::OpenAi => None,
+            Self::Responses => Some(StreamConverter::Responses(responses::StreamConverter::new(
+                model,
+            ))),
             Self::Anthropic => Some(StreamConverter::Anthropic(anthropic::StreamConverter::new(
                 model,
             ))),
@@ -102,6 +112,7 @@ pub struct SseEvent {
 
 /// Turns canonical `chat.completion.chunk`s into a native event stream.
 pub enum StreamConverter {
+    Responses(responses::StreamConverter),
     Anthropic(anthropic::StreamConverter),
     Gemini(gemini::StreamConverter),
 }
@@ -110,6 +121,7 @@ impl StreamConverter {
     /// One canonical chunk (the JSON of one `data:` line) → native events.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         match self {
+            Self::Responses(c) => c.push(chunk),
             Self::Anthropic(c) => c.push(chunk),
             Self::Gemini(c) => c.push(chunk),
         }
@@ -120,6 +132,7 @@ impl StreamConverter {
     /// Gemini's last chunk with `usageMetadata`).
     pub fn finish(&mut self, usage: Option<&Usage>) -> Vec<SseEvent> {
         match self {
+            Self::Responses(c) => c.finish(usage),
             Self::Anthropic(c) => c.finish(usage),
             Self::Gemini(c) => c.finish(usage),
         }

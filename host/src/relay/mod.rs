@@ -655,7 +655,7 @@ async fn attempt(
     // adapter speaks that shape, and through the canonical form otherwise.
     let native = probe
         .shape
-        .native_endpoint()
+        .native_endpoint(probe.endpoint)
         .filter(|e| adapter.info.endpoints.iter().any(|x| x == e));
     let translate = probe.shape != Shape::OpenAi && native.is_none();
     let canonical;

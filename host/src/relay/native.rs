@@ -45,6 +45,34 @@ fn probe_messages(body: &[u8]) -> Result<Probe, GatewayError> {
     Ok(probe)
 }
 
+fn probe_responses(body: &[u8]) -> Result<Probe, GatewayError> {
+    let obj = object(body, "`model` and `input`")?;
+    let model = super::required_model(&obj)?;
+    let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    // Translated here once to check it and count its prompt; the relay
+    // translates again per attempt (a cheap, pure function).
+    let chat = inbound::responses::request_to_chat(body, &model, stream)?;
+    let chat: Value = serde_json::from_slice(&chat)
+        .map_err(|e| GatewayError::internal(format!("translating the request failed: {e}")))?;
+    let prompt_tokens = crate::billing::tokens::count_chat(&model, &chat);
+    let mut probe = Probe::input_only("chat.completions", model, prompt_tokens);
+    probe.max_tokens = obj.get("max_output_tokens").and_then(Value::as_u64);
+    probe.stream = stream;
+    probe.shape = Shape::Responses;
+    Ok(probe)
+}
+
+/// `POST /v1/responses`: OpenAI's Responses API over any chat channel.
+pub async fn responses(State(app): State<AppState>, request: Request) -> Response {
+    handle_as(
+        app,
+        request,
+        Prober::Json(probe_responses),
+        Shape::Responses,
+    )
+    .await
+}
+
 /// `POST /v1/messages`
 pub async fn messages(State(app): State<AppState>, request: Request) -> Response {
     handle_as(app, request, Prober::Json(probe_messages), Shape::Anthropic).await

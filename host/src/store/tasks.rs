@@ -43,6 +43,10 @@ pub struct NewTask {
     pub params: String,
     /// Unix seconds after which the task is given up and refunded.
     pub deadline: i64,
+    /// When the poller may first look at it (ms): after the submit had
+    /// every chance to finish, so a task still `submitting` then was
+    /// abandoned by a stopped instance.
+    pub first_look_ms: i64,
 }
 
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
@@ -99,8 +103,10 @@ impl Db {
             return Ok(false);
         }
         let ts = now();
-        self.q(concat!("INSERT INTO tasks (id, kind, endpoint, user_id, token_id, model, status, results, error, hold_id, held, units, params, deadline, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, '", "submitting", "', '[]', '', ?, ?, ?, ?, ?, ?, ?)"))
+        self.q(concat!(
+            "INSERT INTO tasks (id, kind, endpoint, user_id, token_id, model, status, results, error, hold_id, held, units, params, next_poll_ms, deadline, created_at, updated_at) ",
+            "VALUES (?, ?, ?, ?, ?, ?, 'submitting', '[]', '', ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
         .bind(task.id.clone())
         .bind(task.kind.clone())
         .bind(task.endpoint.clone())
@@ -111,6 +117,7 @@ impl Db {
         .bind(task.held)
         .bind(task.units.clone())
         .bind(task.params.clone())
+        .bind(task.first_look_ms)
         .bind(task.deadline)
         .bind(ts)
         .bind(ts)

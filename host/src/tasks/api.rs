@@ -320,6 +320,7 @@ async fn submit_body(
         units: serde_json::to_string(&asked.units).unwrap_or_default(),
         params: asked.params.to_string(),
         deadline: now() + app.config.tasks.timeout_secs as i64,
+        first_look_ms: now_ms() + (app.config.upstream.request_timeout_secs as i64 + 30) * 1000,
     };
     if !app.db.create_task(&task, &hold).await? {
         return Err(GatewayError::new(

@@ -120,9 +120,16 @@ async fn the_admin_api_lists_loaded_adapters() {
         .collect();
     assert_eq!(
         names,
-        vec!["anthropic", "apimart", "kling", "misbehave", "openai"]
+        vec![
+            "anthropic",
+            "apimart",
+            "gemini",
+            "kling",
+            "misbehave",
+            "openai"
+        ]
     );
-    let openai = &v["data"][4];
+    let openai = &v["data"][5];
     assert_eq!(openai["wit_version"], "0.2.0");
     assert_eq!(openai["builtin"], true);
     assert_eq!(openai["hash"].as_str().unwrap().len(), 64);

@@ -90,11 +90,21 @@ async fn kit(args: &[&str]) -> (bool, String) {
 
 #[tokio::test]
 async fn the_conformance_kit_passes_good_adapters_and_explains_bad_ones() {
-    for file in ["openai.wasm", "swap-v1.wasm"] {
+    for file in ["openai.wasm", "swap-v1.wasm", "apimart.wasm", "kling.wasm"] {
         let (ok, report) = kit(&[&built(file)]).await;
         assert!(ok, "{report}");
         assert!(report.contains(" passed, 0 failed"), "{report}");
     }
+    // The task adapters are checked as task adapters.
+    let (_, report) = kit(&[&built("kling.wasm")]).await;
+    assert!(
+        report.contains("✓ tasks: prepare-submit and prepare-poll"),
+        "{report}"
+    );
+    assert!(
+        report.contains("✓ tasks: hostile upstream answers"),
+        "{report}"
+    );
     // The misbehaving fixture traps when asked for the model `trap`.
     let (ok, report) = kit(&[&built("misbehave.wasm"), "--model", "trap"]).await;
     assert!(!ok);

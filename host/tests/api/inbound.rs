@@ -375,3 +375,90 @@ async fn genai_sdk_against_an_openai_channel() {
     )
     .await;
 }
+
+async fn gemini_app() -> (TestApp, crate::gemini_mock::MockGemini, i64, String) {
+    let app = spawn_app().await;
+    let mock = crate::gemini_mock::MockGemini::start("g-key").await;
+    app.channel(json!({"name": "gemini", "type": "gemini", "secret_key": "g-key", "base_url": mock.base_url(),
+                       "models": ["gemini-test"], "model_mapping": {"gemini-test": "gemini-upstream"}}))
+        .await;
+    let (user, key) = app.user_with_key(1_000_000).await;
+    (app, mock, user, key)
+}
+
+#[tokio::test]
+async fn gemini_clients_pass_through_to_a_gemini_channel() {
+    use crate::gemini_mock::{GEMINI_OUTPUT_TOKENS, GEMINI_PROMPT_TOKENS, GEMINI_REPLY};
+    let (app, mock, user, key) = gemini_app().await;
+    let body = json!({"contents": [{"role": "user", "parts": [{"text": "Say hello"}]}]});
+    let r = post(
+        &app,
+        "/v1beta/models/gemini-test:generateContent",
+        &[("x-goog-api-key", &key)],
+        body.clone(),
+    )
+    .await;
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["candidates"][0]["content"]["parts"][0]["text"],
+        GEMINI_REPLY
+    );
+    // Untouched on the way: the upstream saw the client's body, under the mapped model.
+    assert_eq!(mock.last_body(), body);
+    assert!(
+        mock.last_path().contains("gemini-upstream:generateContent"),
+        "{}",
+        mock.last_path()
+    );
+
+    let r = post(
+        &app,
+        "/v1beta/models/gemini-test:streamGenerateContent?alt=sse",
+        &[("x-goog-api-key", &key)],
+        body,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let ev = events(r).await;
+    let text: String = ev
+        .iter()
+        .filter_map(|(_, d)| d["candidates"][0]["content"]["parts"][0]["text"].as_str())
+        .collect();
+    assert_eq!(text, GEMINI_REPLY);
+    let (_, charged, _) = app.ledger(user).await;
+    assert_eq!(
+        charged,
+        2 * (GEMINI_PROMPT_TOKENS + GEMINI_OUTPUT_TOKENS) as i64
+    );
+}
+
+#[tokio::test]
+async fn openai_clients_are_served_by_a_gemini_channel() {
+    use crate::gemini_mock::GEMINI_REPLY;
+    let (app, mock, _, key) = gemini_app().await;
+    let r = app.chat(&key, chat_body("gemini-test", false)).await;
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], GEMINI_REPLY);
+    assert_eq!(
+        mock.last_body()["contents"][0]["parts"][0]["text"],
+        "Say hello"
+    );
+    let r = app.chat(&key, chat_body("gemini-test", true)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(chunk_text(&sse_data(r).await), GEMINI_REPLY);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genai_sdk_against_a_gemini_channel() {
+    use crate::gemini_mock::GEMINI_REPLY;
+    let (app, _mock, _, key) = gemini_app().await;
+    pytest(
+        "test_genai_sdk.py",
+        sdk_env(&app, key, "gemini-test", GEMINI_REPLY, "gemini"),
+    )
+    .await;
+}

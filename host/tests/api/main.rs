@@ -14,6 +14,7 @@ mod billing;
 mod binary;
 mod endpoints;
 mod errors;
+mod gemini_mock;
 mod helpers;
 mod hotswap;
 mod inbound;

@@ -328,3 +328,29 @@ async fn endpoints_a_channel_cannot_serve_are_501() {
         "not_implemented"
     );
 }
+
+/// The official OpenAI SDK, unchanged, across the surface.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_covers_the_surface() {
+    let (app, _surface, _, key) = surface_app().await;
+    let chat = MockUpstream::start("sk-chat").await;
+    app.channel(json!({"name": "chat", "type": "openai", "secret_key": "sk-chat", "base_url": chat.base_url(),
+                       "models": ["gpt-test", "text-embedding-3-small"]}))
+        .await;
+    let python = tokio::task::spawn_blocking(crate::sdk::sdk_python)
+        .await
+        .unwrap();
+    let env = [
+        ("GATEWAY_BASE_URL", app.url("/v1")),
+        ("GATEWAY_KEY", key),
+        ("CHAT_MODEL", "gpt-test".to_owned()),
+        ("EMBED_MODEL", "text-embedding-3-small".to_owned()),
+        ("EXPECTED_REPLY", MOCK_REPLY.to_owned()),
+        ("EXPECTED_TRANSCRIPT", TRANSCRIPT.to_owned()),
+    ];
+    tokio::task::spawn_blocking(move || {
+        crate::sdk::pytest(&python, "test_openai_surface.py", &env)
+    })
+    .await
+    .unwrap();
+}
