@@ -31,3 +31,42 @@ pub fn parse_upstream(body: &[u8]) -> Result<Value, AdapterError> {
 pub fn to_vec<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, AdapterError> {
     serde_json::to_vec(value).map_err(|e| errors::internal(format!("serializing JSON: {e}")))
 }
+
+/// The non-empty string field `key` of a request object.
+pub fn string(request: &Map<String, Value>, key: &str) -> Option<String> {
+    request
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// The field named `key` with its name, if it is present and not null.
+pub fn present<'a>(
+    request: &'a Map<String, Value>,
+    key: &'static str,
+) -> Option<(&'static str, &'a Value)> {
+    request
+        .get(key)
+        .filter(|v| !v.is_null())
+        .map(|value| (key, value))
+}
+
+/// A whole number of seconds, given as a number or a string of one
+/// (`5`, `5.0`, `"5"`); anything else is the client's error, naming `field`.
+pub fn seconds_of(value: &Value, field: &str) -> Result<u64, AdapterError> {
+    let whole = |f: f64| (f.is_finite() && f >= 0.0 && f.fract() == 0.0).then_some(f as u64);
+    let seconds = match value {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().and_then(whole)),
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse::<u64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().and_then(whole))
+        }
+        _ => None,
+    };
+    seconds.ok_or_else(|| {
+        errors::invalid_request(format!("`{field}` must be a whole number of seconds"))
+    })
+}

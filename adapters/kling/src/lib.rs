@@ -61,7 +61,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::Sha256;
-use transit_adapter_sdk::json;
+use transit_adapter_sdk::json::{self, present, seconds_of, string};
 use transit_adapter_sdk::prelude::*;
 use transit_adapter_sdk::{RateLimit, UpstreamError};
 
@@ -549,43 +549,6 @@ fn merge_metadata(
         }
     }
     Ok(())
-}
-
-fn string(request: &Map<String, Value>, key: &str) -> Option<String> {
-    request
-        .get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-}
-
-/// The field named `key`, if it is present and not null.
-fn present<'a>(
-    request: &'a Map<String, Value>,
-    key: &'static str,
-) -> Option<(&'static str, &'a Value)> {
-    request
-        .get(key)
-        .filter(|v| !v.is_null())
-        .map(|value| (key, value))
-}
-
-/// A whole number of seconds, given as a number or a string of one.
-fn seconds_of(value: &Value, field: &str) -> Result<u64, AdapterError> {
-    let whole = |f: f64| (f.is_finite() && f >= 0.0 && f.fract() == 0.0).then_some(f as u64);
-    let seconds = match value {
-        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().and_then(whole)),
-        Value::String(s) => {
-            let s = s.trim();
-            s.parse::<u64>()
-                .ok()
-                .or_else(|| s.parse::<f64>().ok().and_then(whole))
-        }
-        _ => None,
-    };
-    seconds.ok_or_else(|| {
-        errors::invalid_request(format!("`{field}` must be a whole number of seconds"))
-    })
 }
 
 /// A suffix unique enough for an `external_task_id`: the clock and WASI

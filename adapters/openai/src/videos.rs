@@ -16,7 +16,7 @@
 //! Usage: a finished video reports its length as the unit `seconds`.
 
 use serde_json::{Map, Value};
-use transit_adapter_sdk::json;
+use transit_adapter_sdk::json::{self, present, seconds_of};
 use transit_adapter_sdk::prelude::*;
 
 /// OpenAI's default clip length, in seconds, when a request names none.
@@ -154,35 +154,6 @@ fn metadata_of(request: &Map<String, Value>) -> Result<Map<String, Value>, Adapt
         },
         Some(_) => Err(errors::invalid_request("`metadata` must be a JSON object")),
     }
-}
-
-/// The field named `key`, if it is present and not null.
-fn present<'a>(
-    request: &'a Map<String, Value>,
-    key: &'static str,
-) -> Option<(&'static str, &'a Value)> {
-    request
-        .get(key)
-        .filter(|v| !v.is_null())
-        .map(|value| (key, value))
-}
-
-/// A whole number of seconds, given as a number or a string of one.
-fn seconds_of(value: &Value, field: &str) -> Result<u64, AdapterError> {
-    let whole = |f: f64| (f.is_finite() && f >= 0.0 && f.fract() == 0.0).then_some(f as u64);
-    let seconds = match value {
-        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().and_then(whole)),
-        Value::String(s) => {
-            let s = s.trim();
-            s.parse::<u64>()
-                .ok()
-                .or_else(|| s.parse::<f64>().ok().and_then(whole))
-        }
-        _ => None,
-    };
-    seconds.ok_or_else(|| {
-        errors::invalid_request(format!("`{field}` must be a whole number of seconds"))
-    })
 }
 
 fn seconds_usage(seconds: u64) -> Usage {

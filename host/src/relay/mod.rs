@@ -105,6 +105,9 @@ struct Probe {
     units: Vec<(String, u64)>,
     /// The API shape the client spoke; its body is in that shape.
     shape: Shape,
+    /// The body in its canonical OpenAI form, when the parse phase already
+    /// translated it (to check it); reused by every attempt that translates.
+    canonical: Option<Vec<u8>>,
 }
 
 impl Probe {
@@ -121,6 +124,7 @@ impl Probe {
             headers: Vec::new(),
             units: Vec::new(),
             shape: Shape::OpenAi,
+            canonical: None,
         }
     }
 }
@@ -236,6 +240,7 @@ fn probe_chat(body: &[u8]) -> Result<Probe, GatewayError> {
         headers: Vec::new(),
         units: Vec::new(),
         shape: Shape::OpenAi,
+        canonical: None,
         endpoint: "chat.completions",
         prompt_tokens: billing::tokens::count_chat(&model, &value),
         max_tokens: max_tokens(obj),
@@ -279,6 +284,7 @@ fn probe_completions(body: &[u8]) -> Result<Probe, GatewayError> {
         headers: Vec::new(),
         units: Vec::new(),
         shape: Shape::OpenAi,
+        canonical: None,
         endpoint: "completions",
         // The legacy API's own default output cap.
         max_tokens: max_tokens(obj).or(Some(16)),
@@ -306,6 +312,7 @@ fn probe_embeddings(body: &[u8]) -> Result<Probe, GatewayError> {
         headers: Vec::new(),
         units: Vec::new(),
         shape: Shape::OpenAi,
+        canonical: None,
         endpoint: "embeddings",
         model,
         stream: false,
@@ -658,13 +665,17 @@ async fn attempt(
         .native_endpoint(probe.endpoint)
         .filter(|e| adapter.info.endpoints.iter().any(|x| x == e));
     let translate = probe.shape != Shape::OpenAi && native.is_none();
-    let canonical;
+    let translated_here;
     let (endpoint, body): (&str, &[u8]) = match native {
         Some(e) => (e, body),
-        None if translate => {
-            canonical = inbound_request(probe, body)?;
-            (probe.endpoint, &canonical)
-        }
+        None if translate => match &probe.canonical {
+            Some(canonical) => (probe.endpoint, canonical),
+            // Shapes whose parse phase does not translate (Anthropic's).
+            None => {
+                translated_here = probe.shape.to_chat(body, &probe.model, probe.stream)?;
+                (probe.endpoint, &translated_here)
+            }
+        },
         None => (probe.endpoint, body),
     };
     let call = Call {
@@ -691,20 +702,13 @@ async fn attempt(
         .map_err(|f| guest_failure(&lease, f))?
         .map_err(|e| from_adapter_error(e, channel))?;
 
-    let method = reqwest::Method::from_bytes(upstream.method.as_bytes())
-        .map_err(|_| adapter_bug(&lease, "returned an invalid HTTP method"))?;
-    let mut req = app.http.request(method, &upstream.url);
-    for (k, v) in &upstream.headers {
-        req = req.header(k, v);
-    }
+    let mut req = upstream_request(app, &adapter.info.name, &mut upstream)?;
     if !probe.stream {
         req = req.timeout(Duration::from_secs(
             app.config.upstream.request_timeout_secs,
         ));
     }
-    let body = std::mem::take(&mut upstream.body);
     let response = req
-        .body(body)
         .send()
         .await
         .map_err(|e| upstream_unreachable(&e, channel))?;
@@ -796,16 +800,6 @@ async fn attempt(
         .unwrap_or(HeaderValue::from_static("application/json"));
     out.headers_mut().insert(header::CONTENT_TYPE, content_type);
     Ok(out)
-}
-
-/// A native-shape request in the canonical OpenAI form of its endpoint.
-fn inbound_request(probe: &Probe, body: &[u8]) -> Result<Vec<u8>, GatewayError> {
-    match (probe.shape, probe.endpoint) {
-        (Shape::Gemini, "embeddings") => {
-            crate::inbound::gemini::embed_request_to_openai(body, &probe.model)
-        }
-        (shape, _) => shape.to_chat(body, &probe.model, probe.stream),
-    }
 }
 
 /// A canonical OpenAI answer in the client's native shape.
@@ -984,11 +978,31 @@ pub(crate) fn guest_failure(lease: &Lease, failure: adapters::GuestFailure) -> G
 }
 
 pub(crate) fn adapter_bug(lease: &Lease, what: &str) -> GatewayError {
+    adapter_bug_named(&lease.adapter.info.name, what)
+}
+
+fn adapter_bug_named(adapter: &str, what: &str) -> GatewayError {
     GatewayError::new(
         ErrorKind::Adapter,
-        format!("The adapter `{}` {what}.", lease.adapter.info.name),
+        format!("The adapter `{adapter}` {what}."),
     )
     .with_code("adapter_failure")
+}
+
+/// The HTTP request for an adapter-built upstream request, its body moved
+/// into it. Timeouts are the caller's: streams have none.
+pub(crate) fn upstream_request(
+    app: &AppState,
+    adapter: &str,
+    upstream: &mut adapters::UpstreamRequest,
+) -> Result<reqwest::RequestBuilder, GatewayError> {
+    let method = reqwest::Method::from_bytes(upstream.method.as_bytes())
+        .map_err(|_| adapter_bug_named(adapter, "returned an invalid HTTP method"))?;
+    let mut req = app.http.request(method, &upstream.url);
+    for (k, v) in &upstream.headers {
+        req = req.header(k, v);
+    }
+    Ok(req.body(std::mem::take(&mut upstream.body)))
 }
 
 pub(crate) fn framer_for(framing: Framing) -> Option<framing::Framer> {

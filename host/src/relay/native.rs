@@ -49,16 +49,17 @@ fn probe_responses(body: &[u8]) -> Result<Probe, GatewayError> {
     let obj = object(body, "`model` and `input`")?;
     let model = super::required_model(&obj)?;
     let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    // Translated here once to check it and count its prompt; the relay
-    // translates again per attempt (a cheap, pure function).
-    let chat = inbound::responses::request_to_chat(body, &model, stream)?;
-    let chat: Value = serde_json::from_slice(&chat)
+    // Translated once, here: it checks the request, counts its prompt, and
+    // is what every attempt sends.
+    let canonical = inbound::responses::request_to_chat(body, &model, stream)?;
+    let chat: Value = serde_json::from_slice(&canonical)
         .map_err(|e| GatewayError::internal(format!("translating the request failed: {e}")))?;
     let prompt_tokens = crate::billing::tokens::count_chat(&model, &chat);
     let mut probe = Probe::input_only("chat.completions", model, prompt_tokens);
     probe.max_tokens = obj.get("max_output_tokens").and_then(Value::as_u64);
     probe.stream = stream;
     probe.shape = Shape::Responses;
+    probe.canonical = Some(canonical);
     Ok(probe)
 }
 
@@ -110,14 +111,15 @@ fn gemini_max_tokens(obj: &Object) -> Option<u64> {
 
 fn probe_generate(body: &[u8], model: &str, stream: bool) -> Result<Probe, GatewayError> {
     let obj = object(body, "`contents`")?;
-    // Checked here, before anything is held (the translation itself runs per
-    // channel, and not at all for channels that speak Gemini).
-    inbound::gemini::request_to_chat(body, model, stream)?;
+    // Translated here, before anything is held: it checks the request, and
+    // is what attempts on channels that do not speak Gemini send.
+    let canonical = inbound::gemini::request_to_chat(body, model, stream)?;
     let prompt_tokens = inbound::gemini::count_tokens(body, model)?;
     let mut probe = Probe::input_only("chat.completions", model.to_owned(), prompt_tokens);
     probe.max_tokens = gemini_max_tokens(&obj).or(max_tokens(&obj));
     probe.stream = stream;
     probe.shape = Shape::Gemini;
+    probe.canonical = Some(canonical);
     Ok(probe)
 }
 
@@ -136,6 +138,7 @@ fn probe_embed(body: &[u8], model: &str) -> Result<Probe, GatewayError> {
     let tokens = super::input_tokens(model, &value["input"]).unwrap_or(0);
     let mut probe = Probe::input_only("embeddings", model.to_owned(), tokens);
     probe.shape = Shape::Gemini;
+    probe.canonical = Some(canonical);
     Ok(probe)
 }
 

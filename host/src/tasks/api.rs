@@ -729,7 +729,7 @@ async fn content(app: &AppState, task: &TaskRow, variant: &str) -> Result<Respon
     lease.instance.set_log_name(&adapter.info.name);
     let key_index = usize::try_from(task.key_index).unwrap_or(0);
     let call = task_call(&task.endpoint, &task.model, &channel, key_index, Vec::new());
-    let req = match lease
+    let mut req = match lease
         .instance
         .prepare_content(&call, &task.upstream_id, variant)
         .await
@@ -739,14 +739,7 @@ async fn content(app: &AppState, task: &TaskRow, variant: &str) -> Result<Respon
         Err(AdapterError::Unsupported(_)) => return redirect(task, variant),
         Err(e) => return Err(relay::from_adapter_error(e, &channel)),
     };
-    let method = reqwest::Method::from_bytes(req.method.as_bytes())
-        .map_err(|_| relay::adapter_bug(&lease, "returned an invalid HTTP method"))?;
-    let mut builder = app.http.request(method, &req.url);
-    for (k, v) in &req.headers {
-        builder = builder.header(k, v);
-    }
-    let upstream = builder
-        .body(req.body)
+    let upstream = relay::upstream_request(app, &adapter.info.name, &mut req)?
         .send()
         .await
         .map_err(|e| relay::upstream_unreachable(&e, &channel))?;

@@ -430,26 +430,12 @@ async fn send(
     app: &AppState,
     adapter: &str,
     channel: &Channel,
-    req: crate::adapters::UpstreamRequest,
+    mut req: crate::adapters::UpstreamRequest,
 ) -> Result<crate::adapters::UpstreamResponse, GatewayError> {
-    let method = reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|_| {
-        GatewayError::new(
-            crate::error::ErrorKind::Adapter,
-            format!("The adapter `{adapter}` returned an invalid HTTP method."),
-        )
-        .with_code("adapter_failure")
-    })?;
-    let mut builder = app
-        .http
-        .request(method, &req.url)
+    let response = relay::upstream_request(app, adapter, &mut req)?
         .timeout(Duration::from_secs(
             app.config.upstream.request_timeout_secs,
-        ));
-    for (k, v) in &req.headers {
-        builder = builder.header(k, v);
-    }
-    let response = builder
-        .body(req.body)
+        ))
         .send()
         .await
         .map_err(|e| relay::upstream_unreachable(&e, channel))?;
