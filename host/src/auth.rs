@@ -1,7 +1,9 @@
 //! Who is calling: API tokens for the relay, the admin token for `/admin`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 
@@ -66,9 +68,64 @@ pub fn api_key(headers: &HeaderMap) -> Option<&str> {
     })
 }
 
+/// API keys' database rows, reused for `relay.token_cache_ms` so a call
+/// costs no database read to authenticate. Only keys that exist are kept
+/// (a flood of made-up keys cannot fill it); every admin change clears it.
+pub struct TokenCache {
+    db: Db,
+    ttl: Duration,
+    entries: RwLock<HashMap<String, (Instant, TokenWithUser)>>,
+}
+
+/// Keys kept at most; past it the cache starts over.
+const TOKEN_CACHE_MAX: usize = 100_000;
+
+impl TokenCache {
+    pub fn new(db: Db, ttl: Duration) -> Self {
+        Self {
+            db,
+            ttl,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Forget every cached row (after an admin change).
+    pub fn clear(&self) {
+        if let Ok(mut e) = self.entries.write() {
+            e.clear();
+        }
+    }
+
+    fn cached(&self, digest: &str) -> Option<TokenWithUser> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self.entries.read().ok()?;
+        let (at, row) = entries.get(digest)?;
+        (at.elapsed() < self.ttl).then(|| row.clone())
+    }
+
+    async fn fetch(&self, digest: &str) -> Result<Option<TokenWithUser>, GatewayError> {
+        let found = self.db.token_by_digest(digest).await?;
+        if let Some(row) = &found
+            && !self.ttl.is_zero()
+            && let Ok(mut entries) = self.entries.write()
+        {
+            if entries.len() >= TOKEN_CACHE_MAX {
+                entries.clear();
+            }
+            entries.insert(digest.to_owned(), (Instant::now(), row.clone()));
+        }
+        Ok(found)
+    }
+}
+
 /// Authenticate an API key for a relay call from `client_ip`.
+///
+/// A cached row that lets the call through is trusted; one that would
+/// refuse it is read again, so the refusal reflects the database.
 pub async fn authenticate(
-    db: &Db,
+    tokens: &TokenCache,
     key: Option<&str>,
     client_ip: Option<IpAddr>,
 ) -> Result<Caller, GatewayError> {
@@ -77,8 +134,24 @@ pub async fn authenticate(
             "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
         )
     })?;
-    let found = db.token_by_digest(&crypto::key_digest(key)).await?;
-    let Some(TokenWithUser {
+    let digest = crypto::key_digest(key);
+    if let Some(row) = tokens.cached(&digest)
+        && let Ok(caller) = check(row, client_ip)
+    {
+        return Ok(caller);
+    }
+    match tokens.fetch(&digest).await? {
+        Some(row) => check(row, client_ip),
+        None => Err(GatewayError::unauthenticated(format!(
+            "Incorrect API key provided: {}.",
+            crypto::key_hint(key)
+        ))),
+    }
+}
+
+/// Whether a key's row admits a call from `client_ip`.
+fn check(found: TokenWithUser, client_ip: Option<IpAddr>) -> Result<Caller, GatewayError> {
+    let TokenWithUser {
         token,
         user_status,
         user_group,
@@ -87,13 +160,7 @@ pub async fn authenticate(
         user_rpm,
         user_tpm,
         ..
-    }) = found
-    else {
-        return Err(GatewayError::unauthenticated(format!(
-            "Incorrect API key provided: {}.",
-            crypto::key_hint(key)
-        )));
-    };
+    } = found;
     if token.status != STATUS_ENABLED {
         return Err(GatewayError::unauthenticated(
             "This API key has been disabled.",

@@ -114,6 +114,12 @@ pub struct RelayConfig {
     /// How often each instance re-reads channels from the database, so a
     /// change made through another instance is seen.
     pub channel_refresh_ms: u64,
+    /// How long an API key's database row is reused before it is read
+    /// again (0: read on every call). A key disabled through another
+    /// instance stops working within this time; through this instance, at
+    /// once. A call the cached row would refuse is re-checked against the
+    /// database, so a top-up is never refused from a stale cache.
+    pub token_cache_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -174,6 +180,7 @@ impl Default for RelayConfig {
         Self {
             max_retries: 2,
             channel_refresh_ms: 1000,
+            token_cache_ms: 2000,
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct Inner {
     pub billing: Arc<billing::Billing>,
     pub limiter: Arc<limits::Limiter>,
     pub tasks: tasks::Tasks,
+    /// API keys' rows, cached for the relay's authentication.
+    pub tokens: auth::TokenCache,
 }
 
 impl Deref for AppState {
@@ -134,7 +136,12 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
         .build()
         .context("building the HTTP client")?;
 
+    let tokens = auth::TokenCache::new(
+        db.clone(),
+        Duration::from_millis(config.relay.token_cache_ms),
+    );
     let state = AppState(Arc::new(Inner {
+        tokens,
         billing,
         limiter,
         config,
@@ -208,6 +215,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("serving HTTP")?;
     tracing::info!("shutting down: waiting for usage records to be written");
+    app.state.billing.release_idle_lines(Duration::ZERO);
     app.state.billing.flush().await;
     app.state.db.close().await;
     Ok(())

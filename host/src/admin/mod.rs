@@ -100,7 +100,16 @@ async fn require_admin(State(app): State<AppState>, request: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .map(str::trim);
     match presented {
-        Some(token) if app.admin.accepts(token) => next.run(request).await,
+        Some(token) if app.admin.accepts(token) => {
+            let changes = request.method() != axum::http::Method::GET;
+            let response = next.run(request).await;
+            // Keys, users and balances may have changed: the relay reads
+            // them afresh (other instances within `relay.token_cache_ms`).
+            if changes {
+                app.tokens.clear();
+            }
+            response
+        }
         Some(_) => GatewayError::unauthenticated("The X-Admin-Token is not valid.")
             .with_code("invalid_admin_token")
             .into_response(),

@@ -20,17 +20,20 @@
 pub mod pricing;
 pub mod tokens;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
-use tokio_util::task::TaskTracker;
+use tokio::sync::{mpsc, watch};
 
 use crate::adapters::Usage;
 use crate::auth::Caller;
 use crate::error::{ErrorKind, GatewayError};
-use crate::store::{ConsumeLog, Db, HoldRow, NewHold, Settlement, now};
+use crate::store::{ConsumeLog, Db, HoldRow, LedgerEntry, LineCharge, NewHold, Settlement, now};
 pub use pricing::{PriceSnapshot, Pricing, Ratio};
 
 const PRICING_KEY: &str = "pricing";
@@ -45,6 +48,17 @@ pub struct BillingConfig {
     /// How long a hold outlives its instance's last sign of life before
     /// another instance settles it.
     pub hold_lease_secs: u64,
+    /// Credit lines (0: off). When set, the first call of a key reserves
+    /// this many times its estimate in one database hold, and the key's
+    /// following calls on this instance draw on it in memory: no database
+    /// round trip before the upstream call, and the charges are written in
+    /// batches. A line is closed (its rest refunded) after
+    /// `credit_line_idle_secs` without calls, on shutdown, or, if its
+    /// instance dies, by the recovery sweep — which then forgives the calls
+    /// that were in flight instead of billing their prompts.
+    pub credit_line_calls: u64,
+    /// A credit line unused this long is closed.
+    pub credit_line_idle_secs: u64,
 }
 
 impl Default for BillingConfig {
@@ -53,6 +67,8 @@ impl Default for BillingConfig {
             quota_per_usd: 500_000,
             default_max_tokens: 1024,
             hold_lease_secs: 60,
+            credit_line_calls: 0,
+            credit_line_idle_secs: 10,
         }
     }
 }
@@ -65,7 +81,101 @@ pub struct Billing {
     pub config: BillingConfig,
     /// This instance's name on the holds it places.
     instance: String,
-    tracker: TaskTracker,
+    /// Entries waiting for the ledger writer, and how many were queued /
+    /// written so far (for [`Billing::flush`]).
+    ledger: mpsc::UnboundedSender<LedgerEntry>,
+    queued: AtomicU64,
+    written: watch::Receiver<u64>,
+    /// Open credit lines, by token.
+    lines: std::sync::Mutex<HashMap<i64, Arc<Line>>>,
+}
+
+/// A credit line: quota reserved for one key by one database hold, drawn
+/// on by the key's calls in memory.
+struct Line {
+    hold_id: String,
+    user_id: i64,
+    token_id: i64,
+    state: std::sync::Mutex<LineState>,
+}
+
+struct LineState {
+    /// Reserved and not drawn.
+    available: i64,
+    /// Calls drawn on the line and not yet settled.
+    open_calls: u32,
+    /// No longer drawn on; released when its last call settles.
+    closed: bool,
+    released: bool,
+    last_used: Instant,
+}
+
+impl Line {
+    /// Draw `amount` for a call, if the line is open and has it.
+    fn draw(&self, amount: i64) -> bool {
+        let Ok(mut st) = self.state.lock() else {
+            return false;
+        };
+        if st.closed || st.available < amount {
+            return false;
+        }
+        st.available -= amount;
+        st.open_calls += 1;
+        st.last_used = Instant::now();
+        true
+    }
+
+    /// A call that drew `reserved` cost `cost`: what it is charged (the
+    /// line tops up a call that cost more than its estimate, as far as it
+    /// can), and whether the line is now to be released.
+    fn settle(&self, reserved: i64, cost: i64) -> (i64, bool) {
+        let Ok(mut st) = self.state.lock() else {
+            return (reserved.min(cost.max(0)), false);
+        };
+        st.open_calls = st.open_calls.saturating_sub(1);
+        let cost = cost.max(0);
+        let charge = if cost > reserved {
+            let extra = (cost - reserved).min(st.available.max(0));
+            st.available -= extra;
+            reserved + extra
+        } else {
+            st.available += reserved - cost;
+            cost
+        };
+        (charge, self.release_if_done(&mut st))
+    }
+
+    /// Close the line; `true` if it is to be released now (no call left).
+    fn close(&self) -> bool {
+        match self.state.lock() {
+            Ok(mut st) => {
+                st.closed = true;
+                self.release_if_done(&mut st)
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn release_if_done(&self, st: &mut LineState) -> bool {
+        if st.closed && st.open_calls == 0 && !st.released {
+            st.released = true;
+            return true;
+        }
+        false
+    }
+
+    fn idle_for(&self) -> Option<Duration> {
+        let st = self.state.lock().ok()?;
+        (st.open_calls == 0).then(|| st.last_used.elapsed())
+    }
+
+    fn release_entry(&self) -> LedgerEntry {
+        LedgerEntry::LineRelease {
+            line: self.hold_id.clone(),
+            user_id: self.user_id,
+            token_id: self.token_id,
+        }
+    }
 }
 
 impl std::fmt::Debug for Billing {
@@ -126,17 +236,25 @@ pub struct Hold {
     started: Instant,
     upstream_reached: Option<i64>,
     settled: bool,
+    /// The credit line this call drew on, if any.
+    line: Option<Arc<Line>>,
 }
 
 impl Billing {
     pub async fn load(db: Db, config: BillingConfig) -> anyhow::Result<Arc<Self>> {
+        let (ledger, queue) = mpsc::unbounded_channel();
+        let (written_tx, written) = watch::channel(0);
+        tokio::spawn(write_ledger(db.clone(), queue, written_tx));
         let billing = Arc::new(Self {
             db,
             pricing: ArcSwap::from_pointee(Pricing::default()),
             pricing_version: std::sync::Mutex::new(String::new()),
             config,
             instance: uuid::Uuid::new_v4().to_string(),
-            tracker: TaskTracker::new(),
+            ledger,
+            queued: AtomicU64::new(0),
+            written,
+            lines: std::sync::Mutex::new(HashMap::new()),
         });
         billing.refresh_pricing().await?;
         tokio::task::spawn_blocking(tokens::warm_up);
@@ -185,11 +303,17 @@ impl Billing {
         Ok(())
     }
 
-    /// The price of a call, or an error if the model has none.
-    pub fn quote(&self, model: &str, group: &str) -> Result<PriceSnapshot, GatewayError> {
+    /// The price of a call, or an error if the model has none. `variant`:
+    /// the request's price variant keys, most specific first.
+    pub fn quote(
+        &self,
+        model: &str,
+        group: &str,
+        variant: &[String],
+    ) -> Result<PriceSnapshot, GatewayError> {
         self.pricing
             .load()
-            .quote(model, group, self.config.quota_per_usd)
+            .quote(model, group, self.config.quota_per_usd, variant)
             .ok_or_else(|| {
                 GatewayError::forbidden(format!(
                     "The model `{model}` has no price on this gateway; ask the operator to set one."
@@ -215,6 +339,16 @@ impl Billing {
             reasoning_tokens: 0,
             units: req.units.to_vec(),
         });
+        if self.config.credit_line_calls > 0 {
+            if let Some(line) = self.draw_line(req.caller.token_id, amount) {
+                return Ok(self.new_hold(&req, price, line.hold_id.clone(), amount, Some(line)));
+            }
+            if let Some(line) = self.open_line(&req, amount).await?
+                && line.draw(amount)
+            {
+                return Ok(self.new_hold(&req, price, line.hold_id.clone(), amount, Some(line)));
+            }
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let placed = self
             .db
@@ -244,7 +378,18 @@ impl Billing {
             )
             .with_code("insufficient_quota"));
         }
-        Ok(Hold {
+        Ok(self.new_hold(&req, price, id, amount, None))
+    }
+
+    fn new_hold(
+        self: &Arc<Self>,
+        req: &HoldRequest<'_>,
+        price: PriceSnapshot,
+        id: String,
+        amount: i64,
+        line: Option<Arc<Line>>,
+    ) -> Hold {
+        Hold {
             billing: self.clone(),
             id,
             amount,
@@ -259,35 +404,113 @@ impl Billing {
             started: req.started,
             upstream_reached: None,
             settled: false,
-        })
+            line,
+        }
     }
 
-    /// Wait for every settlement started so far.
-    pub async fn flush(&self) {
-        self.tracker.close();
-        self.tracker.wait().await;
-        self.tracker.reopen();
+    /// Draw on the key's open credit line, if it has room.
+    fn draw_line(&self, token_id: i64, amount: i64) -> Option<Arc<Line>> {
+        let line = self.lines.lock().ok()?.get(&token_id)?.clone();
+        line.draw(amount).then_some(line)
     }
 
-    fn spawn_settlement(&self, settlement: Settlement) {
-        let db = self.db.clone();
-        self.tracker.spawn(async move {
-            // A transient database error must not lose the charge: retry a
-            // few times; the hold stays in the table (and is recovered by
-            // the sweeper) if every try fails.
-            let mut delay = Duration::from_millis(50);
-            for attempt in 1..=5 {
-                match db.settle_hold(&settlement).await {
-                    Ok(_) => return,
-                    Err(e) => {
-                        tracing::warn!(attempt, hold = %settlement.hold_id, error = %e, "settling a hold failed");
-                        tokio::time::sleep(delay).await;
-                        delay *= 4;
-                    }
-                }
-            }
-            tracing::error!(hold = %settlement.hold_id, "settlement left to the recovery sweep");
+    /// Open a credit line for the caller's key (replacing one that ran
+    /// dry); `None` if the balance cannot cover it — the call then takes a
+    /// hold of its own.
+    async fn open_line(
+        &self,
+        req: &HoldRequest<'_>,
+        amount: i64,
+    ) -> Result<Option<Arc<Line>>, GatewayError> {
+        let calls = i64::try_from(self.config.credit_line_calls).unwrap_or(i64::MAX);
+        let size = amount.max(1).saturating_mul(calls);
+        let id = uuid::Uuid::new_v4().to_string();
+        let placed = self
+            .db
+            .place_hold(&NewHold {
+                id: id.clone(),
+                user_id: req.caller.user_id,
+                token_id: req.caller.token_id,
+                amount: size,
+                model: String::new(),
+                prompt_tokens: 0,
+                price: String::new(),
+                request_id: format!("{LINE_PREFIX}{}", req.caller.token_id),
+                client_ip: String::new(),
+                is_stream: false,
+                instance: self.instance.clone(),
+                lease_until: now() + self.config.hold_lease_secs as i64,
+            })
+            .await?;
+        if !placed {
+            return Ok(None);
+        }
+        let line = Arc::new(Line {
+            hold_id: id,
+            user_id: req.caller.user_id,
+            token_id: req.caller.token_id,
+            state: std::sync::Mutex::new(LineState {
+                available: size,
+                open_calls: 0,
+                closed: false,
+                released: false,
+                last_used: Instant::now(),
+            }),
         });
+        let replaced = match self.lines.lock() {
+            Ok(mut lines) => lines.insert(req.caller.token_id, line.clone()),
+            Err(_) => None,
+        };
+        if let Some(old) = replaced
+            && old.close()
+        {
+            self.queue(old.release_entry());
+        }
+        Ok(Some(line))
+    }
+
+    /// Close credit lines unused for `idle` (all idle ones with
+    /// `Duration::ZERO`), refunding their rest; how many were closed.
+    pub fn release_idle_lines(&self, idle: Duration) -> usize {
+        let closing: Vec<Arc<Line>> = match self.lines.lock() {
+            Ok(mut lines) => {
+                let ids: Vec<i64> = lines
+                    .iter()
+                    .filter(|(_, l)| l.idle_for().is_some_and(|d| d >= idle))
+                    .map(|(id, _)| *id)
+                    .collect();
+                ids.iter().filter_map(|id| lines.remove(id)).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        let mut released = 0;
+        for line in closing {
+            if line.close() {
+                self.queue(line.release_entry());
+                released += 1;
+            }
+        }
+        released
+    }
+
+    /// Wait until every settlement queued so far is written.
+    pub async fn flush(&self) {
+        let target = self.queued.load(Ordering::SeqCst);
+        let mut written = self.written.clone();
+        // An error means the writer stopped (the runtime is shutting down):
+        // what it did not write stays in the holds table for recovery.
+        let _ = written.wait_for(|n| *n >= target).await;
+    }
+
+    /// Queue an entry for the ledger writer. Never blocks, needs no
+    /// runtime (it runs from `Drop`).
+    fn queue(&self, entry: LedgerEntry) {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        if self.ledger.send(entry).is_err() {
+            tracing::error!(
+                "the ledger writer has stopped: the hold is left to the recovery sweep"
+            );
+        }
     }
 
     /// Renew this instance's leases and settle holds abandoned by others,
@@ -310,6 +533,9 @@ impl Billing {
     }
 
     async fn maintain(&self) {
+        if self.config.credit_line_calls > 0 {
+            self.release_idle_lines(Duration::from_secs(self.config.credit_line_idle_secs));
+        }
         let lease_until = now() + self.config.hold_lease_secs as i64;
         if let Err(e) = self.db.renew_holds(&self.instance, lease_until).await {
             tracing::warn!(error = %e, "renewing hold leases failed");
@@ -341,7 +567,70 @@ impl Billing {
     }
 }
 
+/// Entries queued together are written together.
+const LEDGER_BATCH: usize = 256;
+
+/// Request id of a credit line's hold (followed by the token id).
+const LINE_PREFIX: &str = "credit-line:";
+
+/// The ledger writer: settles holds and credit-line charges in batches, one
+/// transaction per batch (group commit: under load one commit carries many
+/// calls; alone, a call is written at once). A batch that fails is retried
+/// one entry at a time, each a few times, so one bad row cannot hold up the
+/// rest; a settlement that still fails leaves its hold for the recovery
+/// sweep.
+async fn write_ledger(
+    db: Db,
+    mut queue: mpsc::UnboundedReceiver<LedgerEntry>,
+    written: watch::Sender<u64>,
+) {
+    let mut batch = Vec::with_capacity(LEDGER_BATCH);
+    let mut count = 0u64;
+    while queue.recv_many(&mut batch, LEDGER_BATCH).await > 0 {
+        if let Err(e) = db.write_ledger(&batch).await {
+            tracing::warn!(error = %e, entries = batch.len(), "writing a ledger batch failed; retrying one by one");
+            for entry in &batch {
+                write_with_retries(&db, entry).await;
+            }
+        }
+        count += batch.len() as u64;
+        written.send_replace(count);
+        batch.clear();
+    }
+}
+
+async fn write_with_retries(db: &Db, entry: &LedgerEntry) {
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=5 {
+        match db.write_entry(entry).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(attempt, error = %e, "writing a ledger entry failed");
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+            }
+        }
+    }
+    tracing::error!("a ledger entry was left to the recovery sweep");
+}
+
 fn recovery(hold: &HoldRow) -> Settlement {
+    if hold.request_id.starts_with(LINE_PREFIX) {
+        // A credit line of a stopped instance: its rest goes back; the calls
+        // it had in flight are not known, so they cost nothing.
+        return Settlement {
+            hold_id: hold.id.clone(),
+            hold_amount: hold.amount,
+            cost: 0,
+            counts_as_request: 0,
+            log: ConsumeLog {
+                kind: "",
+                user_id: hold.user_id,
+                token_id: hold.token_id,
+                ..ConsumeLog::default()
+            },
+        };
+    }
     let usage = Usage {
         input_tokens: hold.prompt_tokens.max(0) as u64,
         output_tokens: 0,
@@ -393,8 +682,39 @@ impl Hold {
     /// the background; [`Billing::flush`] waits for it.
     pub fn settle(mut self, outcome: Outcome) {
         self.settled = true;
+        self.finish(outcome);
+    }
+
+    fn finish(&self, outcome: Outcome) {
         let settlement = self.settlement(outcome);
-        self.billing.spawn_settlement(settlement);
+        let Some(line) = &self.line else {
+            // If the writer is gone (process shutdown) the hold stays in
+            // the table and the recovery sweep settles it.
+            self.billing.queue(LedgerEntry::Settle(settlement));
+            return;
+        };
+        let (charge, release) = line.settle(self.amount, settlement.cost);
+        let mut log = settlement.log;
+        if charge < settlement.cost {
+            let note = format!(
+                "credit line exhausted: charged {charge} of {}",
+                settlement.cost
+            );
+            log.content = if log.content.is_empty() {
+                note
+            } else {
+                format!("{}; {note}", log.content)
+            };
+        }
+        self.billing.queue(LedgerEntry::LineCharge(LineCharge {
+            line: line.hold_id.clone(),
+            charge,
+            counts_as_request: settlement.counts_as_request,
+            log,
+        }));
+        if release {
+            self.billing.queue(line.release_entry());
+        }
     }
 
     fn settlement(&self, outcome: Outcome) -> Settlement {
@@ -481,12 +801,7 @@ impl Drop for Hold {
                 message: "client disconnected before the upstream was reached".to_owned(),
             },
         };
-        let settlement = self.settlement(outcome);
-        if tokio::runtime::Handle::try_current().is_ok() {
-            self.billing.spawn_settlement(settlement);
-        }
-        // Without a runtime (process shutdown) the hold stays in the table
-        // and the recovery sweep settles it.
+        self.finish(outcome);
     }
 }
 

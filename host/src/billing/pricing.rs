@@ -77,6 +77,12 @@ pub struct ModelPrice {
     /// Dollars per call, replacing the token prices when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_per_call: Option<Ratio>,
+    /// Dollars per call for variants of a request (image sizes and
+    /// qualities), replacing `price_per_call` when one matches: keyed by
+    /// `size` (`"1024x1792"`), `quality` (`"hd"`) or both as
+    /// `"size/quality"` (`"1024x1792/hd"`); the most specific key wins.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variant_prices: BTreeMap<String, Ratio>,
 }
 
 fn one() -> Ratio {
@@ -91,6 +97,7 @@ impl ModelPrice {
             cache_read_ratio: Ratio(cache_read),
             cache_write_ratio: Ratio(cache_write),
             price_per_call: None,
+            variant_prices: BTreeMap::new(),
         }
     }
 
@@ -101,7 +108,18 @@ impl ModelPrice {
             cache_read_ratio: Ratio::ONE,
             cache_write_ratio: Ratio::ONE,
             price_per_call: Some(Ratio(dollars_micros)),
+            variant_prices: BTreeMap::new(),
         }
+    }
+
+    /// A per-call price with variant prices (dollars in millionths).
+    fn per_call_with(dollars_micros: u64, variants: &[(&str, u64)]) -> Self {
+        let mut price = Self::per_call(dollars_micros);
+        price.variant_prices = variants
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Ratio(*v)))
+            .collect();
+        price
     }
 }
 
@@ -136,13 +154,25 @@ pub struct PriceSnapshot {
 
 impl Pricing {
     /// The price of `model` for `group`, or `None` if it is not priced and
-    /// unpriced models are refused.
-    pub fn quote(&self, model: &str, group: &str, quota_per_usd: u64) -> Option<PriceSnapshot> {
-        let price = match self.models.get(model) {
+    /// unpriced models are refused. `variant` lists the request's variant
+    /// keys, most specific first (see [`ModelPrice::variant_prices`]); the
+    /// snapshot carries the per-call price that matched.
+    pub fn quote(
+        &self,
+        model: &str,
+        group: &str,
+        quota_per_usd: u64,
+        variant: &[String],
+    ) -> Option<PriceSnapshot> {
+        let mut price = match self.models.get(model) {
             Some(p) => p.clone(),
             None if self.allow_unpriced => self.unpriced.clone(),
             None => return None,
         };
+        if let Some(p) = variant.iter().find_map(|k| price.variant_prices.get(k)) {
+            price.price_per_call = Some(*p);
+        }
+        price.variant_prices.clear();
         Some(PriceSnapshot {
             model: price,
             group_ratio: self.groups.get(group).copied().unwrap_or(Ratio::ONE),
@@ -250,10 +280,32 @@ const DEFAULT_MODELS: &[(&str, ModelPrice)] = prices! {
     "qwen-plus" => tok(200_000, 2_500_000, 1_000_000, 1_000_000),
     "glm-4.5" => tok(300_000, 4_000_000, 1_000_000, 1_000_000),
     "moonshot-v1-8k" => tok(850_000, 1_000_000, 1_000_000, 1_000_000),
-    "dall-e-3" => ModelPrice::per_call(40_000),
     "gpt-image-1" => ModelPrice::per_call(42_000),
     "sora-2" => ModelPrice::per_call(400_000),
 };
+
+/// Default prices that depend on the request's size and quality.
+fn default_variant_models() -> [(&'static str, ModelPrice); 2] {
+    [
+        (
+            "dall-e-3",
+            ModelPrice::per_call_with(
+                40_000,
+                &[
+                    ("1024x1792", 80_000),
+                    ("1792x1024", 80_000),
+                    ("hd", 80_000),
+                    ("1024x1792/hd", 120_000),
+                    ("1792x1024/hd", 120_000),
+                ],
+            ),
+        ),
+        (
+            "dall-e-2",
+            ModelPrice::per_call_with(20_000, &[("256x256", 16_000), ("512x512", 18_000)]),
+        ),
+    ]
+}
 
 impl Default for Pricing {
     fn default() -> Self {
@@ -261,6 +313,11 @@ impl Default for Pricing {
             models: DEFAULT_MODELS
                 .iter()
                 .map(|(m, p)| ((*m).to_owned(), p.clone()))
+                .chain(
+                    default_variant_models()
+                        .into_iter()
+                        .map(|(m, p)| (m.to_owned(), p)),
+                )
                 .collect(),
             groups: BTreeMap::from([
                 ("default".to_owned(), Ratio::ONE),
@@ -290,23 +347,23 @@ mod tests {
     #[test]
     fn token_prices_are_exact_integers() {
         let p = Pricing::default();
-        let gpt4o = p.quote("gpt-4o", "default", 500_000).unwrap();
+        let gpt4o = p.quote("gpt-4o", "default", 500_000, &[]).unwrap();
         // 1000 in + 1000 out at ratio 1.25, completion 4: (1000 + 4000) × 1.25.
         assert_eq!(gpt4o.cost(&usage(1000, 1000, 0, 0)), 6250);
         // 400 of the 1000 input tokens cached at half price: (600 + 200 + 4000) × 1.25.
         assert_eq!(gpt4o.cost(&usage(1000, 1000, 400, 0)), 6000);
         // Rounded up once: 1 token at 0.075 → 0.075 → 1 unit.
-        let mini = p.quote("gpt-4o-mini", "default", 500_000).unwrap();
+        let mini = p.quote("gpt-4o-mini", "default", 500_000, &[]).unwrap();
         assert_eq!(mini.cost(&usage(1, 0, 0, 0)), 1);
         assert_eq!(mini.cost(&usage(0, 0, 0, 0)), 0);
-        let vip = p.quote("gpt-4o", "vip", 500_000).unwrap();
+        let vip = p.quote("gpt-4o", "vip", 500_000, &[]).unwrap();
         assert_eq!(vip.cost(&usage(1000, 1000, 0, 0)), 5000);
     }
 
     #[test]
     fn cache_writes_and_reads_are_priced_separately() {
         let claude = Pricing::default()
-            .quote("claude-sonnet-4", "default", 500_000)
+            .quote("claude-sonnet-4", "default", 500_000, &[])
             .unwrap();
         // 10 000 input: 6 000 cache reads (0.1), 2 000 writes (1.25), 2 000 plain; 100 out (5).
         let cost = claude.cost(&usage(10_000, 100, 6_000, 2_000));
@@ -321,7 +378,7 @@ mod tests {
     #[test]
     fn per_call_prices() {
         let p = Pricing::default();
-        let dalle = p.quote("dall-e-3", "default", 500_000).unwrap();
+        let dalle = p.quote("dall-e-3", "default", 500_000, &[]).unwrap();
         assert_eq!(dalle.cost(&usage(0, 0, 0, 0)), 20_000);
         let mut two = usage(0, 0, 0, 0);
         two.units.push(("images".into(), 2));
@@ -329,11 +386,41 @@ mod tests {
     }
 
     #[test]
+    fn variant_prices_pick_the_most_specific_key() {
+        let p = Pricing::default();
+        let quote = |keys: &[&str]| {
+            let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+            p.quote("dall-e-3", "default", 500_000, &keys)
+                .unwrap()
+                .cost(&usage(0, 0, 0, 0))
+        };
+        assert_eq!(quote(&[]), 20_000);
+        assert_eq!(
+            quote(&["1024x1024/standard", "1024x1024", "standard"]),
+            20_000
+        );
+        assert_eq!(quote(&["1024x1024/hd", "1024x1024", "hd"]), 40_000);
+        assert_eq!(quote(&["1792x1024/hd", "1792x1024", "hd"]), 60_000);
+        assert_eq!(quote(&["1792x1024"]), 40_000);
+        // The snapshot holds the price that matched, not the table.
+        let snap = p
+            .quote("dall-e-3", "default", 500_000, &["hd".to_owned()])
+            .unwrap();
+        assert!(snap.model.variant_prices.is_empty());
+        assert_eq!(snap.model.price_per_call, Some(Ratio::micros(80_000)));
+        // Token-priced models ignore variants.
+        let gpt = p
+            .quote("gpt-4o", "default", 500_000, &["hd".to_owned()])
+            .unwrap();
+        assert_eq!(gpt.cost(&usage(1000, 0, 0, 0)), 1250);
+    }
+
+    #[test]
     fn unpriced_models_are_refused_unless_allowed() {
         let mut p = Pricing::default();
-        assert!(p.quote("mystery", "default", 500_000).is_none());
+        assert!(p.quote("mystery", "default", 500_000, &[]).is_none());
         p.allow_unpriced = true;
-        let q = p.quote("mystery", "default", 500_000).unwrap();
+        let q = p.quote("mystery", "default", 500_000, &[]).unwrap();
         assert_eq!(q.cost(&usage(3, 4, 0, 0)), 7);
     }
 

@@ -103,6 +103,8 @@ struct Probe {
     /// Per-call units asked for (`("images", n)`, `("characters", n)`),
     /// for models priced per call.
     units: Vec<(String, u64)>,
+    /// Price variant keys (image size and quality), most specific first.
+    price_variant: Vec<String>,
     /// The API shape the client spoke; its body is in that shape.
     shape: Shape,
     /// The body in its canonical OpenAI form, when the parse phase already
@@ -123,6 +125,7 @@ impl Probe {
             max_tokens: Some(0),
             headers: Vec::new(),
             units: Vec::new(),
+            price_variant: Vec::new(),
             shape: Shape::OpenAi,
             canonical: None,
         }
@@ -239,6 +242,7 @@ fn probe_chat(body: &[u8]) -> Result<Probe, GatewayError> {
     Ok(Probe {
         headers: Vec::new(),
         units: Vec::new(),
+        price_variant: Vec::new(),
         shape: Shape::OpenAi,
         canonical: None,
         endpoint: "chat.completions",
@@ -283,6 +287,7 @@ fn probe_completions(body: &[u8]) -> Result<Probe, GatewayError> {
     Ok(Probe {
         headers: Vec::new(),
         units: Vec::new(),
+        price_variant: Vec::new(),
         shape: Shape::OpenAi,
         canonical: None,
         endpoint: "completions",
@@ -311,6 +316,7 @@ fn probe_embeddings(body: &[u8]) -> Result<Probe, GatewayError> {
     Ok(Probe {
         headers: Vec::new(),
         units: Vec::new(),
+        price_variant: Vec::new(),
         shape: Shape::OpenAi,
         canonical: None,
         endpoint: "embeddings",
@@ -435,7 +441,7 @@ async fn handle_as(app: AppState, request: Request, probe: Prober, shape: Shape)
     let ip = client_ip(&request);
     let key = auth::api_key(request.headers()).map(str::to_owned);
     let result = async {
-        let caller = auth::authenticate(&app.db, key.as_deref(), ip).await?;
+        let caller = auth::authenticate(&app.tokens, key.as_deref(), ip).await?;
         let (headers, body) = read_body(request, app.config.body_limit_bytes).await?;
         let mut probe = probe.probe(&headers, &body).await?;
         probe.headers = forwarded_headers(&headers);
@@ -526,7 +532,9 @@ async fn relay(
         ))
         .with_code("adapter_unavailable"));
     }
-    let price = app.billing.quote(&probe.model, &caller.group)?;
+    let price = app
+        .billing
+        .quote(&probe.model, &caller.group, &probe.price_variant)?;
     let max_out = probe
         .max_tokens
         .unwrap_or(app.billing.config.default_max_tokens);
@@ -1021,7 +1029,7 @@ pub async fn get_model(
 ) -> Response {
     let ip = client_ip(&request);
     let key = auth::api_key(request.headers()).map(str::to_owned);
-    let caller = match auth::authenticate(&app.db, key.as_deref(), ip).await {
+    let caller = match auth::authenticate(&app.tokens, key.as_deref(), ip).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -1044,7 +1052,7 @@ pub async fn get_model(
 pub async fn list_models(State(app): State<AppState>, request: Request) -> Response {
     let ip = client_ip(&request);
     let key = auth::api_key(request.headers()).map(str::to_owned);
-    let caller = match auth::authenticate(&app.db, key.as_deref(), ip).await {
+    let caller = match auth::authenticate(&app.tokens, key.as_deref(), ip).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };

@@ -85,7 +85,7 @@ pub async fn count_tokens(State(app): State<AppState>, request: Request) -> Resp
     let ip = super::client_ip(&request);
     let key = auth::api_key(request.headers()).map(str::to_owned);
     let r = async {
-        auth::authenticate(&app.db, key.as_deref(), ip).await?;
+        auth::authenticate(&app.tokens, key.as_deref(), ip).await?;
         let (_, body) = read_body(request, app.config.body_limit_bytes).await?;
         let n = inbound::anthropic::count_tokens(&body)?;
         Ok::<_, GatewayError>(json!({"input_tokens": n}))
@@ -198,7 +198,7 @@ pub async fn gemini(
             let ip = super::client_ip(&request);
             let key = auth::api_key(request.headers()).map(str::to_owned);
             let r = async {
-                auth::authenticate(&app.db, key.as_deref(), ip).await?;
+                auth::authenticate(&app.tokens, key.as_deref(), ip).await?;
                 let (_, body) = read_body(request, app.config.body_limit_bytes).await?;
                 let n = inbound::gemini::count_tokens(&body, &model)?;
                 Ok::<_, GatewayError>(json!({"totalTokens": n}))

@@ -85,7 +85,28 @@ fn images(endpoint: &'static str, model: String, obj: &Object) -> Result<Probe, 
         .map_or(0, |p| billing::tokens::count(&model, p));
     let mut probe = Probe::input_only(endpoint, model, prompt_tokens);
     probe.units = vec![("images".to_owned(), n)];
+    probe.price_variant = image_variant(obj);
     Ok(probe)
+}
+
+/// An image request's price variant keys, most specific first:
+/// `size/quality`, `size`, `quality`.
+pub(crate) fn image_variant(obj: &Object) -> Vec<String> {
+    let field = |name| {
+        obj.get(name)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && *v != "auto")
+    };
+    match (field("size"), field("quality")) {
+        (Some(size), Some(quality)) => vec![
+            format!("{size}/{quality}"),
+            size.to_owned(),
+            quality.to_owned(),
+        ],
+        (Some(one), None) | (None, Some(one)) => vec![one.to_owned()],
+        (None, None) => Vec::new(),
+    }
 }
 
 fn probe_image_generation(body: &[u8]) -> Result<Probe, GatewayError> {
@@ -216,7 +237,7 @@ pub async fn image_generations(State(app): State<AppState>, request: Request) ->
     let ip = super::client_ip(&request);
     let key = crate::auth::api_key(request.headers()).map(str::to_owned);
     let read = async {
-        let caller = crate::auth::authenticate(&app.db, key.as_deref(), ip).await?;
+        let caller = crate::auth::authenticate(&app.tokens, key.as_deref(), ip).await?;
         let (headers, body) = super::read_body(request, app.config.body_limit_bytes).await?;
         Ok::<_, GatewayError>((caller, headers, body))
     };

@@ -59,6 +59,34 @@ pub struct Settlement {
     pub log: ConsumeLog,
 }
 
+/// A call drawn on a credit line, as the ledger writes it.
+#[derive(Debug, Clone)]
+pub struct LineCharge {
+    /// The credit line's hold id.
+    pub line: String,
+    /// What the call cost (already capped to what the line could give).
+    pub charge: i64,
+    /// 1 if the call counts as a served request, 0 for a failure.
+    pub counts_as_request: i64,
+    /// The log row; its `quota` is filled with the charge.
+    pub log: ConsumeLog,
+}
+
+/// One write the ledger writer makes.
+#[derive(Debug, Clone)]
+pub enum LedgerEntry {
+    /// A hold of its own, settled.
+    Settle(Settlement),
+    /// A call drawn on a credit line.
+    LineCharge(LineCharge),
+    /// A credit line closed: its rest goes back to the balance.
+    LineRelease {
+        line: String,
+        user_id: i64,
+        token_id: i64,
+    },
+}
+
 impl Db {
     /// Place a hold. `Ok(false)`: the user's balance or the token's
     /// remaining quota cannot cover it, and nothing changed.
@@ -138,6 +166,130 @@ impl Db {
         }
     }
 
+    /// Write several ledger entries in one transaction (holds already
+    /// settled are skipped); all or nothing.
+    pub async fn write_ledger(&self, batch: &[LedgerEntry]) -> sqlx::Result<()> {
+        let mut tx = self.pool().begin().await?;
+        for entry in batch {
+            self.write_entry_in(&mut tx, entry).await?;
+        }
+        tx.commit().await
+    }
+
+    /// One ledger entry in its own transaction.
+    pub async fn write_entry(&self, entry: &LedgerEntry) -> sqlx::Result<()> {
+        let mut tx = self.pool().begin().await?;
+        self.write_entry_in(&mut tx, entry).await?;
+        tx.commit().await
+    }
+
+    async fn write_entry_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        entry: &LedgerEntry,
+    ) -> sqlx::Result<()> {
+        match entry {
+            LedgerEntry::Settle(s) => self.settle_hold_in(tx, s).await.map(drop),
+            LedgerEntry::LineCharge(c) => self.charge_line_in(tx, c).await,
+            LedgerEntry::LineRelease {
+                line,
+                user_id,
+                token_id,
+            } => self.release_line_in(tx, line, *user_id, *token_id).await,
+        }
+    }
+
+    /// A call drawn on a credit line: its charge leaves the line's hold
+    /// (the balance paid for it when the line opened). If the line is gone
+    /// (recovered after this instance lost its lease), the balance pays,
+    /// never below zero.
+    async fn charge_line_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        c: &LineCharge,
+    ) -> sqlx::Result<()> {
+        let ts = now();
+        let drawn = self
+            .q("UPDATE holds SET amount = amount - ? WHERE id = ?")
+            .bind(c.charge)
+            .bind(c.line.clone())
+            .execute(&mut **tx)
+            .await?;
+        if drawn.rows_affected() == 0 && c.charge > 0 {
+            self.q("UPDATE users SET quota = CASE WHEN quota >= ? THEN quota - ? ELSE 0 END WHERE id = ?")
+                .bind(c.charge)
+                .bind(c.charge)
+                .bind(c.log.user_id)
+                .execute(&mut **tx)
+                .await?;
+            self.q(
+                "UPDATE tokens SET remain_quota = CASE WHEN unlimited_quota = 1 THEN remain_quota \
+                    WHEN remain_quota >= ? THEN remain_quota - ? ELSE 0 END WHERE id = ?",
+            )
+            .bind(c.charge)
+            .bind(c.charge)
+            .bind(c.log.token_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        self.q("UPDATE users SET used_quota = used_quota + ?, request_count = request_count + ?, updated_at = ? WHERE id = ?")
+            .bind(c.charge)
+            .bind(c.counts_as_request)
+            .bind(ts)
+            .bind(c.log.user_id)
+            .execute(&mut **tx)
+            .await?;
+        self.q("UPDATE tokens SET used_quota = used_quota + ?, accessed_at = ? WHERE id = ?")
+            .bind(c.charge)
+            .bind(ts)
+            .bind(c.log.token_id)
+            .execute(&mut **tx)
+            .await?;
+        let mut log = c.log.clone();
+        log.quota = c.charge;
+        self.insert_log(&log, tx).await
+    }
+
+    /// Close a credit line: what is left of its hold goes back to the
+    /// balance (and the key's quota). Closing twice changes nothing.
+    async fn release_line_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        line: &str,
+        user_id: i64,
+        token_id: i64,
+    ) -> sqlx::Result<()> {
+        let sql = match self.backend {
+            Backend::Sqlite => "SELECT amount FROM holds WHERE id = ?",
+            Backend::Postgres | Backend::MySql => {
+                "SELECT amount FROM holds WHERE id = ? FOR UPDATE"
+            }
+        };
+        let left: Option<(i64,)> = self
+            .qa(sql)
+            .bind(line.to_owned())
+            .fetch_optional(&mut **tx)
+            .await?;
+        let Some((left,)) = left else {
+            return Ok(());
+        };
+        self.q("DELETE FROM holds WHERE id = ?")
+            .bind(line.to_owned())
+            .execute(&mut **tx)
+            .await?;
+        self.q("UPDATE users SET quota = quota + ? WHERE id = ?")
+            .bind(left)
+            .bind(user_id)
+            .execute(&mut **tx)
+            .await?;
+        self.q("UPDATE tokens SET remain_quota = CASE WHEN unlimited_quota = 1 THEN remain_quota ELSE remain_quota + ? END WHERE id = ?")
+            .bind(left)
+            .bind(token_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     /// [`Db::settle_hold`] inside the caller's transaction; `None` leaves
     /// the transaction for the caller to roll back.
     pub(super) async fn settle_hold_in(
@@ -208,7 +360,10 @@ impl Db {
                 format!("{}; {note}", log.content)
             };
         }
-        self.insert_log(&log, tx).await?;
+        // A credit line returned by the sweep has no call to log.
+        if !log.kind.is_empty() {
+            self.insert_log(&log, tx).await?;
+        }
         Ok(Some(charged))
     }
 

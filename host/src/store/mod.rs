@@ -24,7 +24,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
 
 pub use channels::{ChannelRow, NewChannel};
-pub use holds::{HoldRow, NewHold, Settlement};
+pub use holds::{HoldRow, LedgerEntry, LineCharge, NewHold, Settlement};
 pub use logs::{ConsumeLog, LogRow};
 pub use money::{
     REDEMPTION_DISABLED, REDEMPTION_UNUSED, REDEMPTION_USED, RedemptionRow, TopupRow, UsageLine,

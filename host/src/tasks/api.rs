@@ -44,6 +44,8 @@ struct Submit {
     model: String,
     /// (unit, count) the hold is priced for.
     units: Vec<(String, u64)>,
+    /// Price variant keys (size, quality), most specific first.
+    price_variant: Vec<String>,
     params: Value,
 }
 
@@ -130,6 +132,7 @@ fn parse_submit(endpoint: &str, value: &Value) -> Result<Submit, GatewayError> {
         return Ok(Submit {
             model,
             units: vec![("images".to_owned(), n)],
+            price_variant: crate::relay::surface::image_variant(obj),
             params: json!({"prompt": prompt, "n": n, "size": size}),
         });
     }
@@ -169,6 +172,7 @@ fn parse_submit(endpoint: &str, value: &Value) -> Result<Submit, GatewayError> {
     Ok(Submit {
         model,
         units: vec![("seconds".to_owned(), seconds)],
+        price_variant: size.iter().cloned().collect(),
         params: json!({"prompt": prompt, "seconds": seconds.to_string(), "size": size}),
     })
 }
@@ -193,7 +197,7 @@ fn credentials(request: &Request) -> Credentials {
 
 /// Authenticate the caller of a task endpoint.
 async fn caller_of(app: &AppState, c: Credentials) -> Result<Caller, GatewayError> {
-    auth::authenticate(&app.db, c.key.as_deref(), c.ip).await
+    auth::authenticate(&app.tokens, c.key.as_deref(), c.ip).await
 }
 
 /// The caller's own task `id` (anyone else's is "not found").
@@ -283,7 +287,9 @@ async fn submit_body(
     let _rate = admission::rate_limit(app, caller, &asked.model, 0).await?;
     let _caller_slot = admission::caller_slots(app, caller).await?;
 
-    let price = app.billing.quote(&asked.model, &caller.group)?;
+    let price = app
+        .billing
+        .quote(&asked.model, &caller.group, &asked.price_variant)?;
     let usage = Usage {
         input_tokens: 0,
         output_tokens: 0,

@@ -499,3 +499,160 @@ async fn holds_left_by_a_killed_process_are_settled_after_restart() {
     restarted.kill().await;
     drop(setup);
 }
+
+/// The quota a user's open holds (and credit lines) keep aside.
+async fn held(app: &TestApp, user_id: i64) -> i64 {
+    let db = &app.app.state.db;
+    let (held,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(
+        db.sql("SELECT COALESCE(SUM(amount), 0) FROM holds WHERE user_id = ?")
+            .into_owned(),
+    ))
+    .bind(user_id)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    held
+}
+
+/// With credit lines on, a key's first call reserves a line in one hold and
+/// the next calls draw on it in memory; the charges land in the ledger and
+/// the rest of the line comes back when it is closed.
+#[tokio::test]
+async fn calls_drawn_on_a_credit_line_are_billed_exactly() {
+    let app = spawn_app_with(|c| c.billing.credit_line_calls = 10).await;
+    let mock = MockUpstream::start("k").await;
+    app.channel(
+        json!({"name": "c", "secret_key": "k", "base_url": mock.base_url(), "models": ["metered"]}),
+    )
+    .await;
+    app.set_prices(metered_prices()).await;
+    let (user, key) = app.user_with_key(100_000).await;
+
+    for i in 0..6 {
+        let r = app.chat(&key, metered_body(i % 2 == 1)).await;
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    app.settled().await;
+    // One hold for the whole line, sized for ten calls, drawn on six times.
+    assert_eq!(app.open_holds().await, 1);
+    let line = 10 * hold_for_metered();
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!(charged, 6 * METERED_COST);
+    assert_eq!(held(&app, user).await, line - charged);
+    assert_eq!(quota + held(&app, user).await + charged, 100_000);
+    let logs = app.logs().await;
+    assert_eq!(logs.len(), 6);
+    assert!(logs.iter().all(|l| l["quota"] == METERED_COST));
+    let v = app.user(user).await;
+    assert_eq!(v["request_count"], 6);
+
+    // Closing the line gives the rest back.
+    assert_eq!(app.app.state.billing.release_idle_lines(Duration::ZERO), 1);
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!(app.open_holds().await, 0);
+    assert_eq!(100_000 - quota, charged);
+
+    // A failed call drawn on a new line costs nothing.
+    mock.set(Behavior::ServerError);
+    let r = app.chat(&key, metered_body(false)).await;
+    assert!(r.status().is_server_error());
+    app.app.state.billing.release_idle_lines(Duration::ZERO);
+    let (quota_after, charged_after, _) = app.ledger(user).await;
+    assert_eq!((quota_after, charged_after), (quota, charged));
+}
+
+/// A balance too small for a line falls back to a hold per call, and still
+/// never overdraws.
+#[tokio::test]
+async fn without_room_for_a_line_each_call_holds_its_own() {
+    let app = spawn_app_with(|c| c.billing.credit_line_calls = 10).await;
+    let mock = MockUpstream::start("k").await;
+    app.channel(
+        json!({"name": "c", "secret_key": "k", "base_url": mock.base_url(), "models": ["metered"]}),
+    )
+    .await;
+    app.set_prices(metered_prices()).await;
+    let balance = 3 * hold_for_metered();
+    let (user, key) = app.user_with_key(balance).await;
+    let mut served = 0;
+    for _ in 0..6 {
+        let r = app.chat(&key, metered_body(false)).await;
+        if r.status() == 200 {
+            served += 1;
+        } else {
+            assert_eq!(r.status(), 403);
+        }
+        r.bytes().await.unwrap();
+    }
+    assert!(served >= 3, "three calls fit the balance");
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!(app.open_holds().await, 0);
+    assert_eq!(charged, served * METERED_COST);
+    assert_eq!(balance - quota, charged);
+    assert!(quota >= 0);
+}
+
+/// A process killed while it holds a credit line: the charges it wrote
+/// stay, and the rest of its line is returned by the sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credit_line_of_a_killed_process_is_returned() {
+    let setup = spawn_app_with(|c| c.billing.hold_lease_secs = 600).await;
+    let mock = MockUpstream::start("k").await;
+    setup
+        .channel(json!({"name": "c", "secret_key": "k", "base_url": mock.base_url(), "models": ["metered"]}))
+        .await;
+    setup.set_prices(metered_prices()).await;
+    let (user, key) = setup.user_with_key(100_000).await;
+    let database_url = setup.database_url.clone();
+
+    let data = tempfile::tempdir().unwrap();
+    let lines = [("TRANSIT_BILLING__CREDIT_LINE_CALLS", "20".to_owned())];
+    let mut gateway = GatewayProcess::start_with(&database_url, data.path(), &lines).await;
+    for _ in 0..3 {
+        let r = gateway
+            .client
+            .post(gateway.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&metered_body(false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // The three charges are written (batched, but promptly).
+    let mut written = 0;
+    for _ in 0..100 {
+        written = setup.logs().await.len();
+        if written == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(written, 3);
+    assert_eq!(setup.open_holds().await, 1, "the line is open");
+    gateway.kill().await;
+
+    let app = spawn_app_on(tempfile::tempdir().unwrap(), database_url, |c| {
+        c.billing.hold_lease_secs = 2;
+    })
+    .await;
+    let mut left = 1;
+    for _ in 0..100 {
+        left = app.open_holds().await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "the line was not returned");
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!(charged, 3 * METERED_COST);
+    assert_eq!(
+        100_000 - quota,
+        charged,
+        "the ledger equation after a crash"
+    );
+    assert_eq!(app.logs().await.len(), 3, "returning a line logs no call");
+    drop(setup);
+}

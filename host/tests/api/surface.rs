@@ -19,7 +19,7 @@ async fn surface_app() -> (TestApp, OpenAiSurfaceMock, i64, String) {
         .await;
     app.set_prices(json!({
         "models": {
-            "dall-e-3": {"price_per_call": 0.04},
+            "dall-e-3": {"price_per_call": 0.04, "variant_prices": {"hd": 0.08, "1792x1024/hd": 0.12}},
             "tts-1": {"price_per_call": 0.00002},
             "whisper-1": {"price_per_call": 0.0001},
             "omni-moderation-latest": {"model_ratio": 0.0},
@@ -103,6 +103,18 @@ async fn image_generations_are_relayed_and_billed_per_image() {
     assert_eq!(charged, 2 * PER_IMAGE);
     assert_eq!(balance, 10_000_000 - charged);
 
+    // Priced by size and quality: a 1792x1024 HD image is $0.12, three
+    // standard ones.
+    let r = post_json(
+        &app,
+        "/v1/images/generations",
+        &key,
+        json!({"model": "dall-e-3", "prompt": "A lighthouse", "size": "1792x1024", "quality": "hd"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.ledger(user).await.1, 5 * PER_IMAGE);
+
     // An upstream error passes through in OpenAI's shape and costs nothing.
     mock.fail_next(400);
     let r = post_json(
@@ -114,7 +126,7 @@ async fn image_generations_are_relayed_and_billed_per_image() {
     .await;
     assert_eq!(r.status(), 400);
     assert!(r.json::<Value>().await.unwrap()["error"]["message"].is_string());
-    assert_eq!(app.ledger(user).await.1, 2 * PER_IMAGE);
+    assert_eq!(app.ledger(user).await.1, 5 * PER_IMAGE);
 
     // Refused before anything is held.
     for (body, param) in [
