@@ -249,7 +249,7 @@ http {{
         self.procs.start("nginx", [nginx, "-c", conf, "-p", self.workdir])
         wait_http(f"http://127.0.0.1:{NGINX}/")
 
-    def start_transit(self, name="transit", database_url=None, redis=False):
+    def start_transit(self, name="transit", database_url=None, redis=False, credit_lines=True):
         data = os.path.join(self.workdir, name)
         os.makedirs(data, exist_ok=True)
         db = database_url or f"sqlite://{data}/transit.db?mode=rwc"
@@ -260,6 +260,10 @@ http {{
             "TRANSIT_DATABASE_URL": db,
             "TRANSIT_DATA_DIR": data,
             "TRANSIT_LOG__LEVEL": "warn",
+            # One adapter instance per open stream: room for the memory scenario.
+            "TRANSIT_ADAPTERS__MAX_INSTANCES": "20000",
+            # Credit lines keep the hold off the request path (see README, Billing).
+            "TRANSIT_BILLING__CREDIT_LINE_CALLS": "1000" if credit_lines else "0",
         }
         if redis:
             env["TRANSIT_REDIS_URL"] = "redis://127.0.0.1:6379"
@@ -441,12 +445,22 @@ http {{
         if want("memory"):
             self.memory(transit_pid, litellm_pids)
         if want("backends"):
-            # Billing on SQLite and PostgreSQL, limits in Redis.
+            # A hold per call in the database ("strict": credit lines off),
+            # and limits in Redis with billing on SQLite and PostgreSQL.
             self.procs.stop("transit")
-            for name, url in [("redis_sqlite", None), ("redis_postgres", self.postgres_url())]:
+            pg = self.postgres_url()
+            configs = [
+                ("strict_sqlite", None, False, False),
+                ("redis_sqlite", None, True, True),
+                ("redis_postgres", pg, True, True),
+                ("strict_redis_postgres", pg, True, False),
+            ]
+            for name, url, redis, lines in configs:
                 if url is False:
                     continue
-                self.start_transit(name=name, database_url=url, redis=True)
+                if url is not None:
+                    self.reset_postgres()
+                self.start_transit(name=name, database_url=url, redis=redis, credit_lines=lines)
                 self.closed_loop(f"{name}_c1", ["direct", "transit"], chat_body("bench"), 1)
                 self.closed_loop(f"{name}_c32", ["direct", "transit"], chat_body("bench"), 32)
                 self.procs.stop("transit")
@@ -463,6 +477,13 @@ http {{
             return False
         self.pg_database = (url, name)
         return f"{url}/{name}"
+
+    def reset_postgres(self):
+        url, name = self.pg_database
+        subprocess.run(["psql", url + "/postgres", "-qc", f"DROP DATABASE IF EXISTS {name}"],
+                       capture_output=True)
+        subprocess.run(["psql", url + "/postgres", "-qc", f"CREATE DATABASE {name}"],
+                       capture_output=True, check=True)
 
     def cleanup(self):
         self.procs.stop_all()

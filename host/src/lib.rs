@@ -202,9 +202,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "\n  Transit generated an admin token (shown only this once):\n\n    {token}\n\n  Send it as the X-Admin-Token header, or set TRANSIT_ADMIN_TOKEN.\n"
         );
     }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
+    // Without TCP_NODELAY a stream's second small write waits for the
+    // client's delayed ACK (~40 ms): every chunk after the first would lag.
+    let listener = axum::serve::ListenerExt::tap_io(
+        tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?,
+        |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+            }
+        },
+    );
     tracing::info!(address = %listen, "transit listening");
     let service = app
         .router

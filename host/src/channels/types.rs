@@ -65,6 +65,63 @@ pub const TYPES: &[ChannelType] = &[
     ),
     t("apimart", "apimart", "https://api.apimart.ai"),
     t("kling", "kling", "https://api-singapore.klingai.com"),
+    t("tencent", "tencent", "https://hunyuan.tencentcloudapi.com"),
+    t("hunyuan", "tencent", "https://hunyuan.tencentcloudapi.com"),
+    t("coze", "coze", "https://api.coze.com"),
+    // OpenAI dialects with their own URLs, auth and errors (the
+    // openai-compat adapter picks the provider by the channel type).
+    // Azure has no default: the operator gives https://{resource}.openai.azure.com.
+    t("azure", "openai-compat", ""),
+    t("azure-openai", "openai-compat", ""),
+    t(
+        "zhipu",
+        "openai-compat",
+        "https://open.bigmodel.cn/api/paas/v4",
+    ),
+    t(
+        "glm",
+        "openai-compat",
+        "https://open.bigmodel.cn/api/paas/v4",
+    ),
+    t("ali", "openai-compat", "https://dashscope.aliyuncs.com"),
+    t(
+        "dashscope",
+        "openai-compat",
+        "https://dashscope.aliyuncs.com",
+    ),
+    t("qwen", "openai-compat", "https://dashscope.aliyuncs.com"),
+    t(
+        "cloudflare",
+        "openai-compat",
+        "https://api.cloudflare.com/client/v4",
+    ),
+    t(
+        "workers-ai",
+        "openai-compat",
+        "https://api.cloudflare.com/client/v4",
+    ),
+    t("baidu", "openai-compat", "https://qianfan.baidubce.com/v2"),
+    t(
+        "qianfan",
+        "openai-compat",
+        "https://qianfan.baidubce.com/v2",
+    ),
+    t("ernie", "openai-compat", "https://qianfan.baidubce.com/v2"),
+    t("cohere", "cohere", "https://api.cohere.com"),
+    t("jina", "jina-voyage", "https://api.jina.ai"),
+    t("voyage", "jina-voyage", "https://api.voyageai.com"),
+    // The us-east-1 endpoint stands for "the region's endpoint": the bedrock
+    // adapter replaces it with the one of the channel's `region` option.
+    t(
+        "bedrock",
+        "bedrock",
+        "https://bedrock-runtime.us-east-1.amazonaws.com",
+    ),
+    t(
+        "aws",
+        "bedrock",
+        "https://bedrock-runtime.us-east-1.amazonaws.com",
+    ),
 ];
 
 pub fn find(name: &str) -> Option<&'static ChannelType> {

@@ -1017,7 +1017,10 @@ pub(crate) fn framer_for(framing: Framing) -> Option<framing::Framer> {
     match framing {
         Framing::Sse => Some(framing::Framer::Sse(framing::SseFramer::default())),
         Framing::Ndjson => Some(framing::Framer::Ndjson(framing::NdjsonFramer::default())),
-        Framing::AwsEventstream | Framing::Raw => None,
+        Framing::AwsEventstream => Some(framing::Framer::AwsEventstream(
+            framing::AwsEventstreamFramer::default(),
+        )),
+        Framing::Raw => None,
     }
 }
 

@@ -58,12 +58,10 @@ impl Pump {
         }
         match self.upstream.next().await {
             Some(Ok(bytes)) => {
-                let events = self.framer.push(&bytes).map_err(|_| {
-                    GatewayError::new(
-                        ErrorKind::Upstream,
-                        "The upstream sent an event larger than 16 MiB.",
-                    )
-                })?;
+                let events = self
+                    .framer
+                    .push(&bytes)
+                    .map_err(|e| GatewayError::new(ErrorKind::Upstream, e.message()))?;
                 if events.is_empty() {
                     return Ok(Step::Chunks(Vec::new()));
                 }

@@ -123,13 +123,19 @@ async fn the_admin_api_lists_loaded_adapters() {
         vec![
             "anthropic",
             "apimart",
+            "bedrock",
+            "cohere",
+            "coze",
             "gemini",
+            "jina-voyage",
             "kling",
             "misbehave",
-            "openai"
+            "openai",
+            "openai-compat",
+            "tencent",
         ]
     );
-    let openai = &v["data"][5];
+    let openai = &v["data"][names.iter().position(|n| *n == "openai").unwrap()];
     assert_eq!(openai["wit_version"], "0.2.0");
     assert_eq!(openai["builtin"], true);
     assert_eq!(openai["hash"].as_str().unwrap().len(), 64);

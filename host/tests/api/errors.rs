@@ -228,3 +228,62 @@ async fn admin_input_is_validated() {
     assert_eq!(app.admin_get("/admin/channels/424242").await.status(), 404);
     let (_, _) = app.user_with_key(1).await;
 }
+
+/// Keys are cached for `relay.token_cache_ms`: a key disabled through the
+/// same instance is refused at once, through another instance within that
+/// time; a refusal is never served from a stale cache.
+#[tokio::test]
+async fn a_cached_key_is_disabled_at_once_here_and_soon_elsewhere() {
+    let app = spawn_app_with(|c| c.relay.token_cache_ms = 300).await;
+    let mock = MockUpstream::start("k").await;
+    app.channel(json!({"name": "c", "secret_key": "k", "base_url": mock.base_url()}))
+        .await;
+    let other = spawn_app_on(
+        tempfile::tempdir().unwrap(),
+        app.database_url.clone(),
+        |c| {
+            c.relay.token_cache_ms = 300;
+        },
+    )
+    .await;
+    let (user, key) = app.user_with_key(1_000_000).await;
+    let token_id = |tokens: Value| tokens["data"][0]["id"].as_i64().unwrap();
+    let id = token_id(
+        app.admin_get(&format!("/admin/tokens?user_id={user}"))
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    let status = |id: i64, s: &'static str| (format!("/admin/tokens/{id}"), json!({"status": s}));
+
+    // Cached on both instances.
+    assert_eq!(app.chat(&key, chat_body("m", false)).await.status(), 200);
+    assert_eq!(other.chat(&key, chat_body("m", false)).await.status(), 200);
+
+    // Disabled through this instance: refused here at once.
+    let (path, body) = status(id, "disabled");
+    assert_eq!(app.admin_patch(&path, body).await.status(), 200);
+    expect_error(
+        app.chat(&key, chat_body("m", false)).await,
+        401,
+        "authentication_error",
+    )
+    .await;
+    // The other instance notices within its cache time.
+    let mut refused = false;
+    for _ in 0..50 {
+        if other.chat(&key, chat_body("m", false)).await.status() == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the other instance kept serving a disabled key");
+
+    // Enabled again: the refusal was not cached, so it works at once on both.
+    let (path, body) = status(id, "enabled");
+    assert_eq!(app.admin_patch(&path, body).await.status(), 200);
+    assert_eq!(app.chat(&key, chat_body("m", false)).await.status(), 200);
+    assert_eq!(other.chat(&key, chat_body("m", false)).await.status(), 200);
+}

@@ -462,3 +462,20 @@ async fn genai_sdk_against_a_gemini_channel() {
     )
     .await;
 }
+
+/// The official OpenAI SDK gets plain and streamed answers, with usage, from
+/// a Gemini channel (translated both ways by the gemini adapter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_is_served_by_a_gemini_channel() {
+    use crate::gemini_mock::{GEMINI_OUTPUT_TOKENS, GEMINI_PROMPT_TOKENS, GEMINI_REPLY};
+    let (app, _mock, _user, key) = gemini_app().await;
+    crate::sdk::run_openai_sdk(
+        &app,
+        key,
+        "gemini-test",
+        GEMINI_REPLY,
+        GEMINI_PROMPT_TOKENS,
+        GEMINI_OUTPUT_TOKENS,
+    )
+    .await;
+}

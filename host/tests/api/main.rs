@@ -10,8 +10,16 @@
 mod adapters;
 mod admin;
 mod anthropic;
+mod bedrock;
+mod bedrock_mock;
 mod billing;
 mod binary;
+mod cn_mocks;
+mod cn_providers;
+mod cohere;
+mod cohere_mock;
+mod compat;
+mod compat_mocks;
 mod endpoints;
 mod errors;
 mod gemini_mock;
