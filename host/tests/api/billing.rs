@@ -503,15 +503,16 @@ async fn holds_left_by_a_killed_process_are_settled_after_restart() {
 /// The quota a user's open holds (and credit lines) keep aside.
 async fn held(app: &TestApp, user_id: i64) -> i64 {
     let db = &app.app.state.db;
-    let (held,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(
-        db.sql("SELECT COALESCE(SUM(amount), 0) FROM holds WHERE user_id = ?")
+    // Summed here: SUM's type differs between the databases.
+    let rows: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(
+        db.sql("SELECT amount FROM holds WHERE user_id = ?")
             .into_owned(),
     ))
     .bind(user_id)
-    .fetch_one(db.pool())
+    .fetch_all(db.pool())
     .await
     .unwrap();
-    held
+    rows.iter().map(|(a,)| a).sum()
 }
 
 /// With credit lines on, a key's first call reserves a line in one hold and
