@@ -85,13 +85,16 @@ def http_json(method, url, body=None, headers=None):
         return json.loads(text) if text else None
 
 
-def rss_kb(pids):
+def rss_kb(pids, field="VmRSS"):
+    """Resident memory of `pids` in KiB: all of it (VmRSS, which counts the
+    mapped binary and the adapters' compiled code) or only the process's own
+    heap and stacks (RssAnon)."""
     total = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(field + ":"):
                         total += int(line.split()[1])
         except FileNotFoundError:
             pass
@@ -389,6 +392,7 @@ http {{
             opened = json.loads(line) if line.startswith("{") else {"open": 0, "failed": n}
             peak = rss_kb([transit_pid]) / 1024
             mem[f"transit_{n}_streams_mb"] = peak
+            mem[f"transit_{n}_streams_anon_mb"] = rss_kb([transit_pid], "RssAnon") / 1024
             mem[f"transit_{n}_streams_open"] = opened
             log(f"memory: {n} streams {opened}: transit RSS {peak:.1f} MB")
             os.killpg(p.pid, signal.SIGKILL)
@@ -411,7 +415,9 @@ http {{
             litellm_pids = process_tree(self.procs.procs["litellm"].pid)
         time.sleep(1)
         idle_transit = rss_kb([transit_pid]) / 1024
-        self.results.setdefault("memory", {})["transit_idle_before_load_mb"] = idle_transit
+        mem = self.results.setdefault("memory", {})
+        mem["transit_idle_before_load_mb"] = idle_transit
+        mem["transit_idle_before_load_anon_mb"] = rss_kb([transit_pid], "RssAnon") / 1024
         everyone = ["direct", "nginx", "transit"] + ([] if self.args.no_litellm else ["litellm"])
         proxies = ["direct", "nginx", "transit"]
 
@@ -540,6 +546,7 @@ http {{
         mem = self.results.get("memory", {})
         if "transit_idle_mb" in mem:
             goals["idle_rss_mb"] = mem["transit_idle_before_load_mb"]
+            goals["idle_rss_anon_mb"] = mem["transit_idle_before_load_anon_mb"]
         if "transit_10000_streams_mb" in mem:
             goals["rss_10k_streams_mb"] = mem["transit_10000_streams_mb"]
         self.results["goals"] = {
@@ -556,7 +563,7 @@ http {{
         if mem:
             print()
             for k, v in mem.items():
-                print(f"memory  {k:<32} {v if isinstance(v, dict) else f'{v:,.1f} MB'}")
+                print(f"memory  {k:<36} {v if isinstance(v, dict) else f'{v:,.1f} MB'}")
         print()
         print(f"{'goal':<24}{'measured':>12}{'goal':>10}  met")
         for k, v in self.results["goals"].items():

@@ -6,7 +6,7 @@
 //!   messages → `toolResult` blocks in a user turn;
 //! - text parts → `text` blocks (blank text is dropped: Converse refuses
 //!   it); `image_url` data URLs → `image` blocks `{format, source: {bytes}}`
-//!   (bytes are base64 in Converse's JSON), `s3://` URLs → `s3Location`;
+//!   (bytes are base64 in Converse's JSON; `s3://` URLs are refused, as Bedrock would read them with the channel's credentials);
 //!   `file` parts with a data URL → `document` blocks;
 //! - assistant `tool_calls` → `toolUse` blocks (arguments parsed to JSON);
 //! - `tools` → `toolConfig.tools[].toolSpec{name, description,
@@ -230,13 +230,16 @@ fn data_url(url: &str) -> Option<(&str, &str)> {
 
 /// An image part → an `image` block.
 fn image_block(url: &str, at: &str) -> Result<Value, AdapterError> {
+    // Bedrock would read an s3:// object with the channel's credentials, on
+    // behalf of whoever sent the URL: clients send bytes.
     if url.starts_with("s3://") {
-        let format = image_format(extension(url).unwrap_or("")).unwrap_or("jpeg");
-        return Ok(json!({"image": {"format": format, "source": {"s3Location": {"uri": url}}}}));
+        return Err(errors::invalid_request(format!(
+            "{at}: s3:// URIs are not accepted (Bedrock would read them with the gateway's credentials); send the image as a base64 data URL"
+        )));
     }
     let Some((mime, data)) = data_url(url) else {
         return Err(errors::invalid_request(format!(
-            "{at}: Bedrock takes images as base64 data URLs (data:image/png;base64,…) or s3:// URIs, not web URLs"
+            "{at}: Bedrock takes images as base64 data URLs (data:image/png;base64,…), not web URLs"
         )));
     };
     let subtype = mime.strip_prefix("image/").unwrap_or(mime);
@@ -663,7 +666,6 @@ mod tests {
     fn images_and_documents() {
         let b = converse(json!({"messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "data:image/jpg;base64,/9j/4AAQ"}},
-            {"type": "image_url", "image_url": {"url": "s3://bucket/cat.webp"}},
             {"type": "file", "file": {"filename": "Q3 report (final).pdf", "file_data": "data:application/pdf;base64,JVBERi0="}}
         ]}]}));
         let c = &b["messages"][0]["content"];
@@ -671,12 +673,14 @@ mod tests {
             c[0],
             json!({"image": {"format": "jpeg", "source": {"bytes": "/9j/4AAQ"}}})
         );
-        assert_eq!(
-            c[1],
-            json!({"image": {"format": "webp", "source": {"s3Location": {"uri": "s3://bucket/cat.webp"}}}})
+        // The gateway's credentials never fetch a client-named S3 object.
+        assert!(
+            refused(json!({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "s3://bucket/cat.webp"}}]}]}))
+            .contains("s3://")
         );
         assert_eq!(
-            c[2],
+            c[1],
             json!({"document": {"format": "pdf", "name": "Q3 report (final)", "source": {"bytes": "JVBERi0="}}})
         );
         assert!(

@@ -86,7 +86,7 @@ fn retry_hint(message: &str) -> Option<u64> {
     lower[at + digits.len()..]
         .trim_start()
         .starts_with("second")
-        .then_some(secs * 1000)
+        .then_some(secs.saturating_mul(1000))
 }
 
 /// The provider account behind the channel is out of money: another channel

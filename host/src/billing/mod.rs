@@ -125,16 +125,23 @@ impl Line {
         true
     }
 
-    /// A call that drew `reserved` cost `cost`: what it is charged (the
-    /// line tops up a call that cost more than its estimate, as far as it
-    /// can), and whether the line is now to be released.
-    fn settle(&self, reserved: i64, cost: i64) -> (i64, bool) {
+    /// Settle a call that drew `reserved` and cost `log`'s call `cost`:
+    /// the line gives back what was not used, or tops up an overrun as far
+    /// as it can (the ledger takes the rest from the balance). The charge —
+    /// and the line's release, if this was its last call — are queued under
+    /// the line's lock, so a release is never written before a charge.
+    fn settle(&self, billing: &Billing, reserved: i64, cost: i64, charge: LineCharge) {
+        let cost = cost.max(0);
         let Ok(mut st) = self.state.lock() else {
-            return (reserved.min(cost.max(0)), false);
+            billing.queue(LedgerEntry::LineCharge(LineCharge {
+                from_line: reserved.min(cost),
+                ..charge
+            }));
+            return;
         };
         st.open_calls = st.open_calls.saturating_sub(1);
-        let cost = cost.max(0);
-        let charge = if cost > reserved {
+        st.last_used = Instant::now();
+        let from_line = if cost > reserved {
             let extra = (cost - reserved).min(st.available.max(0));
             st.available -= extra;
             reserved + extra
@@ -142,18 +149,27 @@ impl Line {
             st.available += reserved - cost;
             cost
         };
-        (charge, self.release_if_done(&mut st))
+        billing.queue(LedgerEntry::LineCharge(LineCharge {
+            from_line,
+            ..charge
+        }));
+        if self.release_if_done(&mut st) {
+            billing.queue(self.release_entry());
+        }
     }
 
-    /// Close the line; `true` if it is to be released now (no call left).
-    fn close(&self) -> bool {
-        match self.state.lock() {
-            Ok(mut st) => {
-                st.closed = true;
-                self.release_if_done(&mut st)
-            }
-            Err(_) => false,
+    /// Close the line; its release is queued now if no call is left on it
+    /// (else by its last call). `true` if it was queued now.
+    fn close(&self, billing: &Billing) -> bool {
+        let Ok(mut st) = self.state.lock() else {
+            return false;
+        };
+        st.closed = true;
+        if self.release_if_done(&mut st) {
+            billing.queue(self.release_entry());
+            return true;
         }
+        false
     }
 
     fn release_if_done(&self, st: &mut LineState) -> bool {
@@ -461,10 +477,8 @@ impl Billing {
             Ok(mut lines) => lines.insert(req.caller.token_id, line.clone()),
             Err(_) => None,
         };
-        if let Some(old) = replaced
-            && old.close()
-        {
-            self.queue(old.release_entry());
+        if let Some(old) = replaced {
+            old.close(self);
         }
         Ok(Some(line))
     }
@@ -483,14 +497,7 @@ impl Billing {
             }
             Err(_) => Vec::new(),
         };
-        let mut released = 0;
-        for line in closing {
-            if line.close() {
-                self.queue(line.release_entry());
-                released += 1;
-            }
-        }
-        released
+        closing.iter().filter(|line| line.close(self)).count()
     }
 
     /// Wait until every settlement queued so far is written.
@@ -615,7 +622,9 @@ async fn write_with_retries(db: &Db, entry: &LedgerEntry) {
 }
 
 fn recovery(hold: &HoldRow) -> Settlement {
-    if hold.request_id.starts_with(LINE_PREFIX) {
+    // A line is told apart by what no client can set: a call's hold always
+    // carries its price snapshot (the request id alone is the client's).
+    if hold.price.is_empty() && hold.request_id.starts_with(LINE_PREFIX) {
         // A credit line of a stopped instance: its rest goes back; the calls
         // it had in flight are not known, so they cost nothing.
         return Settlement {
@@ -693,28 +702,18 @@ impl Hold {
             self.billing.queue(LedgerEntry::Settle(settlement));
             return;
         };
-        let (charge, release) = line.settle(self.amount, settlement.cost);
-        let mut log = settlement.log;
-        if charge < settlement.cost {
-            let note = format!(
-                "credit line exhausted: charged {charge} of {}",
-                settlement.cost
-            );
-            log.content = if log.content.is_empty() {
-                note
-            } else {
-                format!("{}; {note}", log.content)
-            };
-        }
-        self.billing.queue(LedgerEntry::LineCharge(LineCharge {
-            line: line.hold_id.clone(),
-            charge,
-            counts_as_request: settlement.counts_as_request,
-            log,
-        }));
-        if release {
-            self.billing.queue(line.release_entry());
-        }
+        line.settle(
+            &self.billing,
+            self.amount,
+            settlement.cost,
+            LineCharge {
+                line: line.hold_id.clone(),
+                from_line: 0,
+                cost: settlement.cost.max(0),
+                counts_as_request: settlement.counts_as_request,
+                log: settlement.log,
+            },
+        );
     }
 
     fn settlement(&self, outcome: Outcome) -> Settlement {

@@ -64,11 +64,14 @@ pub struct Settlement {
 pub struct LineCharge {
     /// The credit line's hold id.
     pub line: String,
-    /// What the call cost (already capped to what the line could give).
-    pub charge: i64,
+    /// The part of the cost the line pays.
+    pub from_line: i64,
+    /// What the call cost; what the line does not pay comes from the
+    /// balance, never below zero.
+    pub cost: i64,
     /// 1 if the call counts as a served request, 0 for a failure.
     pub counts_as_request: i64,
-    /// The log row; its `quota` is filled with the charge.
+    /// The log row; its `quota` is filled with the amount charged.
     pub log: ConsumeLog,
 }
 
@@ -199,54 +202,93 @@ impl Db {
         }
     }
 
-    /// A call drawn on a credit line: its charge leaves the line's hold
-    /// (the balance paid for it when the line opened). If the line is gone
-    /// (recovered after this instance lost its lease), the balance pays,
-    /// never below zero.
+    /// A call drawn on a credit line: its share leaves the line's hold (the
+    /// balance paid for it when the line opened); the rest of its cost — an
+    /// overrun the line could not cover, or all of it if the line is gone
+    /// (recovered after this instance lost its lease) — comes from the
+    /// balance and the key's quota, never below zero.
     async fn charge_line_in(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         c: &LineCharge,
     ) -> sqlx::Result<()> {
         let ts = now();
+        let cost = c.cost.max(0);
+        let from_line = c.from_line.clamp(0, cost);
         let drawn = self
             .q("UPDATE holds SET amount = amount - ? WHERE id = ?")
-            .bind(c.charge)
+            .bind(from_line)
             .bind(c.line.clone())
             .execute(&mut **tx)
             .await?;
-        if drawn.rows_affected() == 0 && c.charge > 0 {
-            self.q("UPDATE users SET quota = CASE WHEN quota >= ? THEN quota - ? ELSE 0 END WHERE id = ?")
-                .bind(c.charge)
-                .bind(c.charge)
+        let mut charged = if drawn.rows_affected() > 0 {
+            from_line
+        } else {
+            0
+        };
+        let rest = cost - charged;
+        if rest > 0 {
+            let (user_sql, token_sql) = match self.backend {
+                Backend::Sqlite => (
+                    "SELECT quota FROM users WHERE id = ?",
+                    "SELECT remain_quota, unlimited_quota FROM tokens WHERE id = ?",
+                ),
+                Backend::Postgres | Backend::MySql => (
+                    "SELECT quota FROM users WHERE id = ? FOR UPDATE",
+                    "SELECT remain_quota, unlimited_quota FROM tokens WHERE id = ? FOR UPDATE",
+                ),
+            };
+            let balance: Option<(i64,)> = self
+                .qa(user_sql)
                 .bind(c.log.user_id)
-                .execute(&mut **tx)
+                .fetch_optional(&mut **tx)
                 .await?;
-            self.q(
-                "UPDATE tokens SET remain_quota = CASE WHEN unlimited_quota = 1 THEN remain_quota \
-                    WHEN remain_quota >= ? THEN remain_quota - ? ELSE 0 END WHERE id = ?",
-            )
-            .bind(c.charge)
-            .bind(c.charge)
-            .bind(c.log.token_id)
-            .execute(&mut **tx)
-            .await?;
+            let token: Option<(i64, i64)> = self
+                .qa(token_sql)
+                .bind(c.log.token_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            let mut take = rest.min(balance.map_or(0, |(q,)| q.max(0)));
+            if let Some((remain, 0)) = token {
+                take = take.min(remain.max(0));
+            }
+            if take > 0 {
+                self.q("UPDATE users SET quota = quota - ? WHERE id = ?")
+                    .bind(take)
+                    .bind(c.log.user_id)
+                    .execute(&mut **tx)
+                    .await?;
+                self.q("UPDATE tokens SET remain_quota = CASE WHEN unlimited_quota = 1 THEN remain_quota ELSE remain_quota - ? END WHERE id = ?")
+                    .bind(take)
+                    .bind(c.log.token_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            charged += take;
         }
         self.q("UPDATE users SET used_quota = used_quota + ?, request_count = request_count + ?, updated_at = ? WHERE id = ?")
-            .bind(c.charge)
+            .bind(charged)
             .bind(c.counts_as_request)
             .bind(ts)
             .bind(c.log.user_id)
             .execute(&mut **tx)
             .await?;
         self.q("UPDATE tokens SET used_quota = used_quota + ?, accessed_at = ? WHERE id = ?")
-            .bind(c.charge)
+            .bind(charged)
             .bind(ts)
             .bind(c.log.token_id)
             .execute(&mut **tx)
             .await?;
         let mut log = c.log.clone();
-        log.quota = c.charge;
+        log.quota = charged;
+        if charged < cost {
+            let note = format!("balance exhausted: charged {charged} of {cost}");
+            log.content = if log.content.is_empty() {
+                note
+            } else {
+                format!("{}; {note}", log.content)
+            };
+        }
         self.insert_log(&log, tx).await
     }
 

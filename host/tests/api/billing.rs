@@ -657,3 +657,37 @@ async fn a_credit_line_of_a_killed_process_is_returned() {
     assert_eq!(app.logs().await.len(), 3, "returning a line logs no call");
     drop(setup);
 }
+
+/// A call drawn on a credit line that costs more than its estimate (the
+/// upstream counted more prompt tokens than the gateway did) pays the whole
+/// cost: the line gives what it can, the balance the rest.
+#[tokio::test]
+async fn an_overrun_beyond_the_line_is_charged_to_the_balance() {
+    let app = spawn_app_with(|c| c.billing.credit_line_calls = 1).await;
+    let mock = MockUpstream::start("k").await;
+    app.channel(
+        json!({"name": "c", "secret_key": "k", "base_url": mock.base_url(), "models": ["metered"]}),
+    )
+    .await;
+    app.set_prices(metered_prices()).await;
+    let (user, key) = app.user_with_key(100_000).await;
+    let body = json!({
+        "model": "metered",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": MOCK_COMPLETION_TOKENS,
+    });
+    let estimate = transit::billing::tokens::count_chat("metered", &body) as i64
+        + 2 * MOCK_COMPLETION_TOKENS as i64;
+    assert!(
+        estimate < METERED_COST,
+        "the upstream reports more than the estimate"
+    );
+    let r = app.chat(&key, body).await;
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    app.app.state.billing.release_idle_lines(Duration::ZERO);
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!(charged, METERED_COST);
+    assert_eq!(100_000 - quota, charged);
+    assert_eq!(app.open_holds().await, 0);
+}
