@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
@@ -75,6 +76,9 @@ pub struct TokenCache {
     db: Db,
     ttl: Duration,
     entries: RwLock<HashMap<String, (Instant, TokenWithUser)>>,
+    /// Bumped by every clear: a row read before a clear is not cached
+    /// after it.
+    generation: AtomicU64,
 }
 
 /// Keys kept at most; past it the cache starts over.
@@ -86,12 +90,14 @@ impl TokenCache {
             db,
             ttl,
             entries: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
     }
 
     /// Forget every cached row (after an admin change).
     pub fn clear(&self) {
         if let Ok(mut e) = self.entries.write() {
+            self.generation.fetch_add(1, Ordering::SeqCst);
             e.clear();
         }
     }
@@ -106,10 +112,13 @@ impl TokenCache {
     }
 
     async fn fetch(&self, digest: &str) -> Result<Option<TokenWithUser>, GatewayError> {
+        let generation = self.generation.load(Ordering::SeqCst);
         let found = self.db.token_by_digest(digest).await?;
         if let Some(row) = &found
             && !self.ttl.is_zero()
             && let Ok(mut entries) = self.entries.write()
+            // An admin change landed while the row was read: it may be stale.
+            && self.generation.load(Ordering::SeqCst) == generation
         {
             if entries.len() >= TOKEN_CACHE_MAX {
                 entries.clear();

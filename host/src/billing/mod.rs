@@ -607,14 +607,17 @@ async fn write_ledger(
 }
 
 async fn write_with_retries(db: &Db, entry: &LedgerEntry) {
+    const ATTEMPTS: u32 = 5;
     let mut delay = Duration::from_millis(50);
-    for attempt in 1..=5 {
+    for attempt in 1..=ATTEMPTS {
         match db.write_entry(entry).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(attempt, error = %e, "writing a ledger entry failed");
-                tokio::time::sleep(delay).await;
-                delay *= 4;
+                if attempt < ATTEMPTS {
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                }
             }
         }
     }

@@ -302,7 +302,15 @@ impl Db {
         token_id: i64,
     ) -> sqlx::Result<()> {
         let sql = match self.backend {
-            Backend::Sqlite => "SELECT amount FROM holds WHERE id = ?",
+            Backend::Sqlite => {
+                // A write first, so SQLite takes its write lock now instead
+                // of upgrading a read lock later (which can fail under load).
+                self.q("UPDATE holds SET amount = amount WHERE id = ?")
+                    .bind(line.to_owned())
+                    .execute(&mut **tx)
+                    .await?;
+                "SELECT amount FROM holds WHERE id = ?"
+            }
             Backend::Postgres | Backend::MySql => {
                 "SELECT amount FROM holds WHERE id = ? FOR UPDATE"
             }
