@@ -141,12 +141,28 @@ pub fn to_converse(model: &str, request: &Map<String, Value>) -> Result<Value, A
             out.insert((*field).to_owned(), v.clone());
         }
     }
-    if let Some(thinking) = thinking(model, request) {
+    if let Some(budget) = thinking_budget(model, request) {
         let fields = out
             .entry("additionalModelRequestFields")
             .or_insert_with(|| json!({}));
         if let Some(fields) = fields.as_object_mut() {
-            fields.entry("thinking").or_insert(thinking);
+            fields
+                .entry("thinking")
+                .or_insert(json!({"type": "enabled", "budget_tokens": budget}));
+        }
+        // Claude on Bedrock refuses thinking unless the output cap exceeds
+        // the budget, and with a temperature or top_p set.
+        let inference = out.entry("inferenceConfig").or_insert_with(|| json!({}));
+        if let Some(inference) = inference.as_object_mut() {
+            let cap = inference.get("maxTokens").and_then(Value::as_u64);
+            if cap.is_none_or(|c| c <= budget) {
+                inference.insert(
+                    "maxTokens".into(),
+                    json!(budget + cap.unwrap_or(DEFAULT_ANSWER_TOKENS)),
+                );
+            }
+            inference.remove("temperature");
+            inference.remove("topP");
         }
     }
     Ok(Value::Object(out))
@@ -586,18 +602,22 @@ fn output_config(format: &Value) -> Result<Value, AdapterError> {
     Ok(json!({"textFormat": {"type": "json_schema", "structure": {"jsonSchema": definition}}}))
 }
 
-/// `reasoning_effort` → Claude's extended thinking, on Anthropic models.
-fn thinking(model: &str, request: &Map<String, Value>) -> Option<Value> {
+/// Output tokens left for the answer when thinking raises a cap the client
+/// did not set (or set below the thinking budget).
+const DEFAULT_ANSWER_TOKENS: u64 = 1024;
+
+/// `reasoning_effort` → Claude's extended-thinking budget, on Anthropic
+/// models.
+fn thinking_budget(model: &str, request: &Map<String, Value>) -> Option<u64> {
     if !model.contains("anthropic.") {
         return None;
     }
-    let budget = match request.get("reasoning_effort").and_then(Value::as_str)? {
-        "minimal" | "low" => 1024,
-        "medium" => 4096,
-        "high" => 16_384,
-        _ => return None,
-    };
-    Some(json!({"type": "enabled", "budget_tokens": budget}))
+    match request.get("reasoning_effort").and_then(Value::as_str)? {
+        "minimal" | "low" => Some(1024),
+        "medium" => Some(4096),
+        "high" => Some(16_384),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -780,6 +800,19 @@ mod tests {
             json!({"type": "enabled", "budget_tokens": 4096})
         );
         assert_eq!(b["inferenceConfig"]["maxTokens"], 8000);
+        // A cap at or under the budget is raised above it; sampling knobs
+        // Claude refuses with thinking are dropped.
+        let b = converse(json!({"messages": [{"role": "user", "content": "x"}],
+            "reasoning_effort": "high", "max_tokens": 500, "temperature": 0.3, "top_p": 0.9}));
+        assert_eq!(b["inferenceConfig"]["maxTokens"], 16_384 + 500);
+        assert!(b["inferenceConfig"].get("temperature").is_none());
+        assert!(b["inferenceConfig"].get("topP").is_none());
+        let b = converse(json!({"messages": [{"role": "user", "content": "x"}],
+            "reasoning_effort": "low"}));
+        assert_eq!(
+            b["inferenceConfig"]["maxTokens"],
+            1024 + DEFAULT_ANSWER_TOKENS
+        );
         let b = converse(json!({"messages": [{"role": "user", "content": "x"}],
             "response_format": {"type": "json_object"},
             "additionalModelRequestFields": {"top_k": 5}, "guardrailConfig": {"guardrailIdentifier": "g", "guardrailVersion": "1"}}));
