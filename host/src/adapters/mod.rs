@@ -76,7 +76,17 @@ pub struct Runtime {
     limits: AdapterConfig,
     deadline_ticks: u64,
     stop_ticker: Arc<AtomicBool>,
+    /// One permit per instance the pool can hold (less a few kept for load
+    /// checks): a call waits for a free instance instead of failing when
+    /// every one is in use.
+    instances: Arc<tokio::sync::Semaphore>,
 }
+
+/// Pool slots kept for the smoke call that checks a newly loaded adapter.
+const RESERVED_INSTANCES: u32 = 4;
+
+/// How long a call waits for a free adapter instance before it is refused.
+const INSTANCE_WAIT: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -112,6 +122,13 @@ impl Runtime {
             limits: limits.clone(),
             deadline_ticks,
             stop_ticker,
+            instances: Arc::new(tokio::sync::Semaphore::new(
+                limits
+                    .max_instances
+                    .max(1)
+                    .saturating_sub(RESERVED_INSTANCES)
+                    .max(1) as usize,
+            )),
         };
         for (file, bytes) in builtin::ADAPTERS {
             let adapter = runtime
@@ -212,6 +229,16 @@ impl Runtime {
 
     /// A fresh instance of `adapter` for one request or stream.
     pub async fn instantiate(&self, adapter: &Arc<LoadedAdapter>) -> anyhow::Result<Lease> {
+        let permit = tokio::time::timeout(INSTANCE_WAIT, self.instances.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "all {} adapter instances stayed busy for {}s",
+                    self.limits.max_instances,
+                    INSTANCE_WAIT.as_secs()
+                )
+            })?
+            .map_err(|_| anyhow::anyhow!("the adapter runtime is shutting down"))?;
         let instance = Instance::new(
             &self.engine,
             &adapter.pre,
@@ -223,6 +250,7 @@ impl Runtime {
         Ok(Lease {
             instance,
             adapter: adapter.clone(),
+            _permit: permit,
         })
     }
 }
@@ -231,6 +259,7 @@ impl Runtime {
 pub struct Lease {
     pub instance: Instance,
     pub adapter: Arc<LoadedAdapter>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Drop for Lease {
