@@ -226,6 +226,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down: waiting for usage records to be written");
     app.state.billing.release_idle_lines(Duration::ZERO);
     app.state.billing.flush().await;
+    let unwritten = app.state.billing.retry_dead_letters().await;
+    if unwritten > 0 {
+        tracing::error!(
+            entries = unwritten,
+            "ledger entries could not be written before shutdown: the recovery sweep settles their holds (calls drawn on a credit line are forgiven)"
+        );
+    }
     app.state.db.close().await;
     Ok(())
 }

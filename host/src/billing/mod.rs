@@ -86,8 +86,14 @@ pub struct Billing {
     ledger: mpsc::UnboundedSender<LedgerEntry>,
     queued: AtomicU64,
     written: watch::Receiver<u64>,
+    /// Entries the writer could not write, retried by the maintenance
+    /// sweep (oldest first).
+    dead_letters: Arc<std::sync::Mutex<Vec<LedgerEntry>>>,
     /// Open credit lines, by token.
     lines: std::sync::Mutex<HashMap<i64, Arc<Line>>>,
+    /// Keys whose balance could not cover a line, and until when none is
+    /// tried again for them (their calls hold one by one meanwhile).
+    no_line_until: std::sync::Mutex<HashMap<i64, Instant>>,
 }
 
 /// A credit line: quota reserved for one key by one database hold, drawn
@@ -260,7 +266,13 @@ impl Billing {
     pub async fn load(db: Db, config: BillingConfig) -> anyhow::Result<Arc<Self>> {
         let (ledger, queue) = mpsc::unbounded_channel();
         let (written_tx, written) = watch::channel(0);
-        tokio::spawn(write_ledger(db.clone(), queue, written_tx));
+        let dead_letters = Arc::new(std::sync::Mutex::new(Vec::new()));
+        tokio::spawn(write_ledger(
+            db.clone(),
+            queue,
+            written_tx,
+            dead_letters.clone(),
+        ));
         let billing = Arc::new(Self {
             db,
             pricing: ArcSwap::from_pointee(Pricing::default()),
@@ -270,7 +282,9 @@ impl Billing {
             ledger,
             queued: AtomicU64::new(0),
             written,
+            dead_letters,
             lines: std::sync::Mutex::new(HashMap::new()),
+            no_line_until: std::sync::Mutex::new(HashMap::new()),
         });
         billing.refresh_pricing().await?;
         tokio::task::spawn_blocking(tokens::warm_up);
@@ -359,7 +373,8 @@ impl Billing {
             if let Some(line) = self.draw_line(req.caller.token_id, amount) {
                 return Ok(self.new_hold(&req, price, line.hold_id.clone(), amount, Some(line)));
             }
-            if let Some(line) = self.open_line(&req, amount).await?
+            if self.may_open_line(req.caller.token_id)
+                && let Some(line) = self.open_line(&req, amount).await?
                 && line.draw(amount)
             {
                 return Ok(self.new_hold(&req, price, line.hold_id.clone(), amount, Some(line)));
@@ -459,6 +474,11 @@ impl Billing {
             })
             .await?;
         if !placed {
+            // Not again for this key until a line has had time to become
+            // affordable (a top-up, or its calls settling).
+            if let Ok(mut backoff) = self.no_line_until.lock() {
+                backoff.insert(req.caller.token_id, Instant::now() + LINE_BACKOFF);
+            }
             return Ok(None);
         }
         let line = Arc::new(Line {
@@ -481,6 +501,87 @@ impl Billing {
             old.close(self);
         }
         Ok(Some(line))
+    }
+
+    /// Whether a credit line may be opened for `token_id` now.
+    fn may_open_line(&self, token_id: i64) -> bool {
+        let Ok(mut backoff) = self.no_line_until.lock() else {
+            return true;
+        };
+        match backoff.get(&token_id) {
+            Some(until) if *until > Instant::now() => false,
+            Some(_) => {
+                backoff.remove(&token_id);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Close the lines whose hold is no longer in the database: another
+    /// instance took it back after this one failed to renew its lease in
+    /// time. Calls stop drawing on them at once (the charges already
+    /// queued are taken from the balance, as for any line that is gone).
+    async fn close_lost_lines(&self) -> anyhow::Result<usize> {
+        let open: Vec<(i64, Arc<Line>)> = match self.lines.lock() {
+            Ok(lines) => lines.iter().map(|(t, l)| (*t, l.clone())).collect(),
+            Err(_) => return Ok(0),
+        };
+        if open.is_empty() {
+            return Ok(0);
+        }
+        let owned: std::collections::HashSet<String> = self
+            .db
+            .owned_holds(&self.instance)
+            .await?
+            .into_iter()
+            .collect();
+        let mut lost = 0;
+        for (token_id, line) in open {
+            if owned.contains(&line.hold_id) {
+                continue;
+            }
+            tracing::warn!(
+                token_id,
+                "a credit line's hold was taken back by another instance: closing the line"
+            );
+            if let Ok(mut lines) = self.lines.lock()
+                && lines.get(&token_id).is_some_and(|l| Arc::ptr_eq(l, &line))
+            {
+                lines.remove(&token_id);
+            }
+            line.close(self);
+            lost += 1;
+        }
+        Ok(lost)
+    }
+
+    /// Try again the ledger entries the writer could not write; those that
+    /// still fail stay for the next sweep. How many are left.
+    pub async fn retry_dead_letters(&self) -> usize {
+        let pending = match self.dead_letters.lock() {
+            Ok(mut dead) => std::mem::take(&mut *dead),
+            Err(_) => return 0,
+        };
+        if pending.is_empty() {
+            return 0;
+        }
+        let mut left = Vec::new();
+        for entry in pending {
+            if let Err(e) = self.db.write_entry(&entry).await {
+                tracing::warn!(error = %e, "a ledger entry still cannot be written; kept for the next sweep");
+                left.push(entry);
+            }
+        }
+        match self.dead_letters.lock() {
+            Ok(mut dead) => {
+                // Entries that failed meanwhile came after these.
+                left.append(&mut dead);
+                *dead = left;
+                dead.len()
+            }
+            Err(_) => left.len(),
+        }
     }
 
     /// Close credit lines unused for `idle` (all idle ones with
@@ -539,13 +640,25 @@ impl Billing {
         })
     }
 
-    async fn maintain(&self) {
+    /// One maintenance pass (the sweep runs it every third of the lease).
+    pub async fn maintain(&self) {
+        self.retry_dead_letters().await;
         if self.config.credit_line_calls > 0 {
             self.release_idle_lines(Duration::from_secs(self.config.credit_line_idle_secs));
         }
         let lease_until = now() + self.config.hold_lease_secs as i64;
         if let Err(e) = self.db.renew_holds(&self.instance, lease_until).await {
             tracing::warn!(error = %e, "renewing hold leases failed");
+        }
+        if let Err(e) = self.close_lost_lines().await {
+            tracing::warn!(error = %e, "checking credit lines failed");
+        }
+        if let Err(e) = self
+            .db
+            .prune_ledger_marks(now() - LEDGER_MARK_KEEP_SECS)
+            .await
+        {
+            tracing::warn!(error = %e, "pruning ledger marks failed");
         }
         match self.recover_expired().await {
             Ok(0) => {}
@@ -577,51 +690,69 @@ impl Billing {
 /// Entries queued together are written together.
 const LEDGER_BATCH: usize = 256;
 
+/// How long a key whose balance could not cover a credit line goes without
+/// trying to open one.
+const LINE_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How long the mark of an applied ledger entry is kept: far longer than any
+/// retry of that entry can come.
+const LEDGER_MARK_KEEP_SECS: i64 = 7 * 24 * 3600;
+
 /// Request id of a credit line's hold (followed by the token id).
 const LINE_PREFIX: &str = "credit-line:";
 
 /// The ledger writer: settles holds and credit-line charges in batches, one
 /// transaction per batch (group commit: under load one commit carries many
 /// calls; alone, a call is written at once). A batch that fails is retried
-/// one entry at a time, each a few times, so one bad row cannot hold up the
-/// rest; a settlement that still fails leaves its hold for the recovery
-/// sweep.
+/// one entry at a time, so one bad row cannot hold up the rest; an entry
+/// that still fails goes on the dead-letter list, which the maintenance
+/// sweep retries. Retrying is safe: settlements and releases delete their
+/// hold, and a line charge leaves a mark, so none is applied twice.
 async fn write_ledger(
     db: Db,
     mut queue: mpsc::UnboundedReceiver<LedgerEntry>,
     written: watch::Sender<u64>,
+    dead_letters: Arc<std::sync::Mutex<Vec<LedgerEntry>>>,
 ) {
     let mut batch = Vec::with_capacity(LEDGER_BATCH);
     let mut count = 0u64;
     while queue.recv_many(&mut batch, LEDGER_BATCH).await > 0 {
+        count += batch.len() as u64;
         if let Err(e) = db.write_ledger(&batch).await {
             tracing::warn!(error = %e, entries = batch.len(), "writing a ledger batch failed; retrying one by one");
-            for entry in &batch {
-                write_with_retries(&db, entry).await;
+            for entry in batch.drain(..) {
+                if !write_with_retries(&db, &entry).await {
+                    tracing::error!(
+                        "a ledger entry could not be written: kept for the maintenance sweep"
+                    );
+                    if let Ok(mut dead) = dead_letters.lock() {
+                        dead.push(entry);
+                    }
+                }
             }
         }
-        count += batch.len() as u64;
         written.send_replace(count);
         batch.clear();
     }
 }
 
-async fn write_with_retries(db: &Db, entry: &LedgerEntry) {
-    const ATTEMPTS: u32 = 5;
-    let mut delay = Duration::from_millis(50);
+/// Write one entry, trying a few times over a fraction of a second.
+async fn write_with_retries(db: &Db, entry: &LedgerEntry) -> bool {
+    const ATTEMPTS: u32 = 3;
+    let mut delay = Duration::from_millis(20);
     for attempt in 1..=ATTEMPTS {
         match db.write_entry(entry).await {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(e) => {
                 tracing::warn!(attempt, error = %e, "writing a ledger entry failed");
                 if attempt < ATTEMPTS {
                     tokio::time::sleep(delay).await;
-                    delay *= 4;
+                    delay *= 5;
                 }
             }
         }
     }
-    tracing::error!("a ledger entry was left to the recovery sweep");
+    false
 }
 
 fn recovery(hold: &HoldRow) -> Settlement {
@@ -632,7 +763,7 @@ fn recovery(hold: &HoldRow) -> Settlement {
         // it had in flight are not known, so they cost nothing.
         return Settlement {
             hold_id: hold.id.clone(),
-            hold_amount: hold.amount,
+            lease_expired_by: Some(now()),
             cost: 0,
             counts_as_request: 0,
             log: ConsumeLog {
@@ -656,7 +787,7 @@ fn recovery(hold: &HoldRow) -> Settlement {
         .unwrap_or(hold.amount);
     Settlement {
         hold_id: hold.id.clone(),
-        hold_amount: hold.amount,
+        lease_expired_by: Some(now()),
         cost,
         counts_as_request: 1,
         log: ConsumeLog {
@@ -710,6 +841,7 @@ impl Hold {
             self.amount,
             settlement.cost,
             LineCharge {
+                id: uuid::Uuid::new_v4().to_string(),
                 line: line.hold_id.clone(),
                 from_line: 0,
                 cost: settlement.cost.max(0),
@@ -740,7 +872,7 @@ impl Hold {
                 note,
             } => Settlement {
                 hold_id: self.id.clone(),
-                hold_amount: self.amount,
+                lease_expired_by: None,
                 cost: self.price.cost(&usage),
                 counts_as_request: 1,
                 log: ConsumeLog {
@@ -763,7 +895,7 @@ impl Hold {
                 message,
             } => Settlement {
                 hold_id: self.id.clone(),
-                hold_amount: self.amount,
+                lease_expired_by: None,
                 cost: 0,
                 counts_as_request: 0,
                 log: ConsumeLog {

@@ -9,7 +9,7 @@ use crate::adapters::Event;
 /// Largest single event accepted before the stream is declared broken.
 const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FramingError {
     EventTooLarge,
     /// An AWS eventstream message whose prelude or message CRC32 is wrong.
@@ -190,49 +190,85 @@ impl NdjsonFramer {
 #[derive(Default)]
 pub struct AwsEventstreamFramer {
     buf: Vec<u8>,
+    /// A message that could not be read, after whole ones in the same
+    /// chunk: those were handed on, and this is reported next.
+    broken: Option<FramingError>,
 }
 
 /// Prelude (12 bytes) and message CRC (4 bytes).
 const EVENTSTREAM_OVERHEAD: usize = 16;
 
 impl AwsEventstreamFramer {
+    /// The whole messages `bytes` completes. A message that cannot be read
+    /// ends the stream: the messages before it are returned first, and the
+    /// error by the next call (`push` or `finish`).
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Event>, FramingError> {
+        if let Some(e) = self.broken {
+            return Err(e);
+        }
         self.buf.extend_from_slice(bytes);
         let mut events = Vec::new();
         let mut start = 0;
-        while let Some(prelude) = self.buf.get(start..start + 12) {
-            let total = be_u32(&prelude[0..4]) as usize;
-            let headers_len = be_u32(&prelude[4..8]) as usize;
-            if crc32fast::hash(&prelude[0..8]) != be_u32(&prelude[8..12]) {
-                return Err(FramingError::BadChecksum);
+        loop {
+            match self.next_message(start) {
+                Ok(Some((event, len))) => {
+                    events.push(event);
+                    start += len;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.buf.clear();
+                    if events.is_empty() {
+                        self.broken = Some(e);
+                        return Err(e);
+                    }
+                    self.broken = Some(e);
+                    return Ok(events);
+                }
             }
-            if total > MAX_EVENT_BYTES {
-                return Err(FramingError::EventTooLarge);
-            }
-            if total < EVENTSTREAM_OVERHEAD || headers_len > total - EVENTSTREAM_OVERHEAD {
-                return Err(FramingError::Malformed);
-            }
-            let Some(message) = self.buf.get(start..start + total) else {
-                break;
-            };
-            let (body, crc) = message.split_at(total - 4);
-            if crc32fast::hash(body) != be_u32(crc) {
-                return Err(FramingError::BadChecksum);
-            }
-            let headers = parse_eventstream_headers(&body[12..12 + headers_len])?;
-            let payload = body[12 + headers_len..].to_vec();
-            events.push(eventstream_event(&headers, payload));
-            start += total;
         }
         self.buf.drain(..start);
         Ok(events)
     }
 
+    /// The message at `start` of the buffer and its length, or `None` if it
+    /// has not fully arrived.
+    fn next_message(&self, start: usize) -> Result<Option<(Event, usize)>, FramingError> {
+        let Some(prelude) = self.buf.get(start..start + 12) else {
+            return Ok(None);
+        };
+        let total = be_u32(&prelude[0..4]) as usize;
+        let headers_len = be_u32(&prelude[4..8]) as usize;
+        if crc32fast::hash(&prelude[0..8]) != be_u32(&prelude[8..12]) {
+            return Err(FramingError::BadChecksum);
+        }
+        if total > MAX_EVENT_BYTES {
+            return Err(FramingError::EventTooLarge);
+        }
+        if total < EVENTSTREAM_OVERHEAD || headers_len > total - EVENTSTREAM_OVERHEAD {
+            return Err(FramingError::Malformed);
+        }
+        let Some(message) = self.buf.get(start..start + total) else {
+            return Ok(None);
+        };
+        let (body, crc) = message.split_at(total - 4);
+        if crc32fast::hash(body) != be_u32(crc) {
+            return Err(FramingError::BadChecksum);
+        }
+        let headers = parse_eventstream_headers(&body[12..12 + headers_len])?;
+        let payload = body[12 + headers_len..].to_vec();
+        Ok(Some((eventstream_event(&headers, payload), total)))
+    }
+
     /// The upstream closed. A partial message cannot be read: it is dropped
-    /// (the adapter sees a stream that ended without its last events).
-    pub fn finish(&mut self) -> Vec<Event> {
+    /// (the adapter sees a stream that ended without its last events). A
+    /// message found broken earlier is reported now.
+    pub fn finish(&mut self) -> Result<Vec<Event>, FramingError> {
         self.buf.clear();
-        Vec::new()
+        match self.broken {
+            Some(e) => Err(e),
+            None => Ok(Vec::new()),
+        }
     }
 }
 
@@ -330,10 +366,10 @@ impl Framer {
         }
     }
 
-    pub fn finish(&mut self) -> Vec<Event> {
+    pub fn finish(&mut self) -> Result<Vec<Event>, FramingError> {
         match self {
-            Self::Sse(f) => f.finish(),
-            Self::Ndjson(f) => f.finish(),
+            Self::Sse(f) => Ok(f.finish()),
+            Self::Ndjson(f) => Ok(f.finish()),
             Self::AwsEventstream(f) => f.finish(),
         }
     }
@@ -503,7 +539,7 @@ mod tests {
             let mut f = AwsEventstreamFramer::default();
             let mut got = f.push(&stream[..split]).unwrap();
             got.extend(f.push(&stream[split..]).unwrap());
-            got.extend(f.finish());
+            got.extend(f.finish().unwrap());
             assert_eq!(pairs(&got), pairs(&whole), "split at {split}");
         }
         let mut f = AwsEventstreamFramer::default();
@@ -570,7 +606,37 @@ mod tests {
         // A truncated last message is dropped at the end.
         let mut f = AwsEventstreamFramer::default();
         assert!(f.push(&good[..good.len() - 1]).unwrap().is_empty());
-        assert!(f.finish().is_empty());
+        assert!(f.finish().unwrap().is_empty());
+
+        // A broken message after whole ones in the same chunk: the whole
+        // ones are handed on, then the stream fails.
+        let second = bedrock_event("contentBlockDelta", r#"{"delta":{"text":"hi"}}"#);
+        let mut broken = second.clone();
+        broken[second.len() - 6] ^= 0x01;
+        let chunk = [good.clone(), second, broken].concat();
+        let mut f = AwsEventstreamFramer::default();
+        let got = f.push(&chunk).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].name.as_deref(), Some("contentBlockDelta"));
+        assert_eq!(f.push(&good).unwrap_err(), FramingError::BadChecksum);
+        assert_eq!(f.finish().unwrap_err(), FramingError::BadChecksum);
+        // The same at the stream's very end is reported by `finish`.
+        let mut f = AwsEventstreamFramer::default();
+        assert_eq!(
+            f.push(&[good.clone(), broken_tail(&good)].concat())
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(f.finish().unwrap_err(), FramingError::BadChecksum);
+    }
+
+    /// `message` with its last payload byte flipped.
+    fn broken_tail(message: &[u8]) -> Vec<u8> {
+        let mut m = message.to_vec();
+        let at = m.len() - 5;
+        m[at] ^= 0x01;
+        m
     }
 
     #[test]

@@ -73,7 +73,10 @@ impl Pump {
             }
             Some(Err(e)) => Err(upstream_unreachable(&e, channel)),
             None => {
-                let events = self.framer.finish();
+                let events = self
+                    .framer
+                    .finish()
+                    .map_err(|e| GatewayError::new(ErrorKind::Upstream, e.message()))?;
                 let mut chunks = Vec::new();
                 if !events.is_empty() {
                     chunks = self.translate(&events, channel).await?.chunks;
@@ -204,6 +207,18 @@ pub(super) async fn start(
     hold: &mut Option<Hold>,
     slots: &mut Vec<SlotGuard>,
 ) -> Result<Response, GatewayError> {
+    if answered_without_events(&response, framing) {
+        // Some upstreams (Tencent, Coze) report a refused call as 200 with
+        // a JSON error body instead of a stream: the adapter reads it as
+        // the error it is.
+        let body = super::collect_response(response, 1024 * 1024, channel).await?;
+        let mapped = lease
+            .instance
+            .map_error(&call, &body)
+            .await
+            .map_err(|f| guest_failure(&lease, f))?;
+        return Err(from_adapter_error(mapped, channel));
+    }
     let framer = framer_for(framing).ok_or_else(|| {
         GatewayError::new(
             ErrorKind::Unsupported,
@@ -287,6 +302,20 @@ pub(super) async fn start(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(out)
+}
+
+/// A 2xx answer to a streamed call that is a JSON document, not the event
+/// stream asked for.
+fn answered_without_events(response: &reqwest::Response, framing: Framing) -> bool {
+    if !matches!(framing, Framing::Sse | Framing::AwsEventstream) {
+        return false;
+    }
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn frame(chunk: &[u8]) -> Bytes {

@@ -45,11 +45,16 @@ pub struct HoldRow {
     pub created_at: i64,
 }
 
-/// How a hold ends.
+/// How a hold ends. The amount refunded is what the hold holds when it is
+/// settled, read under the row's lock (a credit line's shrinks as calls
+/// draw on it).
 #[derive(Debug, Clone)]
 pub struct Settlement {
     pub hold_id: String,
-    pub hold_amount: i64,
+    /// Settle only if the hold's lease ran out before this time (the
+    /// recovery sweep's guard: a hold its owner renewed meanwhile is not
+    /// taken from it).
+    pub lease_expired_by: Option<i64>,
     /// What the call cost; the charge is this, capped so no balance goes
     /// below zero.
     pub cost: i64,
@@ -62,6 +67,9 @@ pub struct Settlement {
 /// A call drawn on a credit line, as the ledger writes it.
 #[derive(Debug, Clone)]
 pub struct LineCharge {
+    /// Unique per charge: the ledger applies a charge once, however often
+    /// it is retried.
+    pub id: String,
     /// The credit line's hold id.
     pub line: String,
     /// The part of the cost the line pays.
@@ -213,6 +221,23 @@ impl Db {
         c: &LineCharge,
     ) -> sqlx::Result<()> {
         let ts = now();
+        // The mark comes first (for SQLite, a write takes the write lock up
+        // front): a charge already applied leaves nothing to do.
+        let mark = match self.backend {
+            Backend::Sqlite | Backend::Postgres => {
+                "INSERT INTO ledger_marks (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING"
+            }
+            Backend::MySql => "INSERT IGNORE INTO ledger_marks (id, created_at) VALUES (?, ?)",
+        };
+        let marked = self
+            .q(mark)
+            .bind(c.id.clone())
+            .bind(ts)
+            .execute(&mut **tx)
+            .await?;
+        if marked.rows_affected() == 0 {
+            return Ok(());
+        }
         let cost = c.cost.max(0);
         let from_line = c.from_line.clamp(0, cost);
         let drawn = self
@@ -347,14 +372,9 @@ impl Db {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         s: &Settlement,
     ) -> sqlx::Result<Option<i64>> {
-        let deleted = self
-            .q("DELETE FROM holds WHERE id = ?")
-            .bind(s.hold_id.clone())
-            .execute(&mut **tx)
-            .await?;
-        if deleted.rows_affected() == 0 {
+        let Some(hold_amount) = self.take_hold_in(tx, s).await? else {
             return Ok(None);
-        }
+        };
         let (user_sql, token_sql) = match self.backend {
             Backend::Sqlite => (
                 "SELECT quota FROM users WHERE id = ?",
@@ -377,14 +397,14 @@ impl Db {
             .await?;
         let mut charged = s.cost.max(0);
         if let Some((quota,)) = balance {
-            charged = charged.min((quota + s.hold_amount).max(0));
+            charged = charged.min((quota + hold_amount).max(0));
         }
         if let Some((remain, 0)) = token {
-            charged = charged.min((remain + s.hold_amount).max(0));
+            charged = charged.min((remain + hold_amount).max(0));
         }
         let ts = now();
         self.q("UPDATE users SET quota = quota + ? - ?, used_quota = used_quota + ?, request_count = request_count + ?, updated_at = ? WHERE id = ?")
-            .bind(s.hold_amount)
+            .bind(hold_amount)
             .bind(charged)
             .bind(charged)
             .bind(s.counts_as_request)
@@ -393,7 +413,7 @@ impl Db {
             .execute(&mut **tx)
             .await?;
         self.q("UPDATE tokens SET remain_quota = CASE WHEN unlimited_quota = 1 THEN remain_quota ELSE remain_quota + ? - ? END, used_quota = used_quota + ?, accessed_at = ? WHERE id = ?")
-            .bind(s.hold_amount)
+            .bind(hold_amount)
             .bind(charged)
             .bind(charged)
             .bind(ts)
@@ -415,6 +435,63 @@ impl Db {
             self.insert_log(&log, tx).await?;
         }
         Ok(Some(charged))
+    }
+
+    /// Delete the hold `s` settles and return what it held, or `None` if it
+    /// is gone (or, for the sweep, was renewed). The amount is read in the
+    /// same statement, or under the row's lock.
+    async fn take_hold_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        s: &Settlement,
+    ) -> sqlx::Result<Option<i64>> {
+        let guarded = s.lease_expired_by.is_some();
+        let sql = match (self.backend, guarded) {
+            (Backend::Sqlite | Backend::Postgres, false) => {
+                "DELETE FROM holds WHERE id = ? RETURNING amount"
+            }
+            (Backend::Sqlite | Backend::Postgres, true) => {
+                "DELETE FROM holds WHERE id = ? AND lease_until < ? RETURNING amount"
+            }
+            (Backend::MySql, false) => "SELECT amount FROM holds WHERE id = ? FOR UPDATE",
+            (Backend::MySql, true) => {
+                "SELECT amount FROM holds WHERE id = ? AND lease_until < ? FOR UPDATE"
+            }
+        };
+        let mut query = self.qa::<(i64,)>(sql).bind(s.hold_id.clone());
+        if let Some(t) = s.lease_expired_by {
+            query = query.bind(t);
+        }
+        let Some((amount,)) = query.fetch_optional(&mut **tx).await? else {
+            return Ok(None);
+        };
+        if self.backend == Backend::MySql {
+            self.q("DELETE FROM holds WHERE id = ?")
+                .bind(s.hold_id.clone())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(Some(amount))
+    }
+
+    /// Ids of the holds `instance` owns.
+    pub async fn owned_holds(&self, instance: &str) -> sqlx::Result<Vec<String>> {
+        let rows: Vec<(String,)> = self
+            .qa("SELECT id FROM holds WHERE instance = ?")
+            .bind(instance.to_owned())
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Forget marks of ledger entries applied before `before`.
+    pub async fn prune_ledger_marks(&self, before: i64) -> sqlx::Result<u64> {
+        let r = self
+            .q("DELETE FROM ledger_marks WHERE created_at < ?")
+            .bind(before)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected())
     }
 
     /// Extend the lease of every hold owned by `instance`.

@@ -164,7 +164,7 @@ fn settlement(
 ) -> Settlement {
     Settlement {
         hold_id: task.hold_id.clone(),
-        hold_amount: task.held,
+        lease_expired_by: None,
         cost,
         counts_as_request: i64::from(cost > 0 || status < 400),
         log: ConsumeLog {

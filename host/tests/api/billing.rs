@@ -224,7 +224,7 @@ async fn settling_twice_changes_nothing() {
     // Replay a settlement for a hold that no longer exists.
     let replay = transit::store::Settlement {
         hold_id: "no-such-hold".into(),
-        hold_amount: 500,
+        lease_expired_by: None,
         cost: 10,
         counts_as_request: 1,
         log: transit::store::ConsumeLog {
@@ -473,7 +473,7 @@ async fn holds_left_by_a_killed_process_are_settled_after_restart() {
     })
     .await;
     let mut left = 4;
-    for _ in 0..100 {
+    for _ in 0..200 {
         left = app.open_holds().await;
         if left == 0 {
             break;
@@ -639,7 +639,7 @@ async fn a_credit_line_of_a_killed_process_is_returned() {
     })
     .await;
     let mut left = 1;
-    for _ in 0..100 {
+    for _ in 0..200 {
         left = app.open_holds().await;
         if left == 0 {
             break;
@@ -690,4 +690,171 @@ async fn an_overrun_beyond_the_line_is_charged_to_the_balance() {
     assert_eq!(charged, METERED_COST);
     assert_eq!(100_000 - quota, charged);
     assert_eq!(app.open_holds().await, 0);
+}
+
+/// The open hold of a user's credit line: (id, amount).
+async fn line_hold(app: &TestApp, user_id: i64) -> (String, i64) {
+    let db = &app.app.state.db;
+    sqlx::query_as(sqlx::AssertSqlSafe(
+        db.sql("SELECT id, amount FROM holds WHERE user_id = ?")
+            .into_owned(),
+    ))
+    .bind(user_id)
+    .fetch_one(db.pool())
+    .await
+    .unwrap()
+}
+
+async fn credit_line_app(calls: u64) -> (TestApp, MockUpstream) {
+    let app = spawn_app_with(move |c| c.billing.credit_line_calls = calls).await;
+    let mock = MockUpstream::start("k").await;
+    app.channel(
+        json!({"name": "c", "secret_key": "k", "base_url": mock.base_url(), "models": ["metered"]}),
+    )
+    .await;
+    app.set_prices(metered_prices()).await;
+    (app, mock)
+}
+
+/// A line charge written twice (the writer retrying after a commit whose
+/// outcome it could not see) is applied once.
+#[tokio::test]
+async fn a_line_charge_written_twice_is_applied_once() {
+    let (app, _mock) = credit_line_app(10).await;
+    let (user, key) = app.user_with_key(100_000).await;
+    let r = app.chat(&key, metered_body(false)).await;
+    assert_eq!(r.status(), 200);
+    app.settled().await;
+    let (line, left) = line_hold(&app, user).await;
+    let (_, charged_before, _) = app.ledger(user).await;
+    let logs_before = app.logs().await.len();
+
+    let charge = transit::store::LedgerEntry::LineCharge(transit::store::LineCharge {
+        id: "charge-once".into(),
+        line: line.clone(),
+        from_line: 7,
+        cost: 7,
+        counts_as_request: 1,
+        log: transit::store::ConsumeLog {
+            kind: "consume",
+            user_id: user,
+            model: "metered".into(),
+            ..Default::default()
+        },
+    });
+    let db = &app.app.state.db;
+    db.write_entry(&charge).await.unwrap();
+    db.write_ledger(std::slice::from_ref(&charge))
+        .await
+        .unwrap();
+    db.write_entry(&charge).await.unwrap();
+
+    assert_eq!(line_hold(&app, user).await, (line, left - 7));
+    let (_, charged, _) = app.ledger(user).await;
+    assert_eq!(charged, charged_before + 7);
+    assert_eq!(app.logs().await.len(), logs_before + 1);
+}
+
+/// The recovery sweep only takes a hold whose lease is still expired when
+/// it settles it: a hold its owner renewed meanwhile stays with the owner.
+#[tokio::test]
+async fn the_sweep_leaves_a_hold_renewed_meanwhile() {
+    let (app, _mock) = credit_line_app(10).await;
+    let (user, key) = app.user_with_key(100_000).await;
+    let r = app.chat(&key, metered_body(false)).await;
+    assert_eq!(r.status(), 200);
+    app.settled().await;
+    let (line, left) = line_hold(&app, user).await;
+    let sweep = transit::store::Settlement {
+        hold_id: line.clone(),
+        // The lease (60 s) runs beyond this.
+        lease_expired_by: Some(0),
+        cost: 0,
+        counts_as_request: 0,
+        log: transit::store::ConsumeLog {
+            user_id: user,
+            ..Default::default()
+        },
+    };
+    assert_eq!(app.app.state.db.settle_hold(&sweep).await.unwrap(), None);
+    assert_eq!(line_hold(&app, user).await, (line, left));
+}
+
+/// When another instance took a line back (this one missed its lease), the
+/// line is closed here at the next sweep: the next call opens a new one,
+/// and the ledger still balances.
+#[tokio::test]
+async fn a_line_taken_back_elsewhere_is_closed_here() {
+    let (app, _mock) = credit_line_app(10).await;
+    let (user, key) = app.user_with_key(100_000).await;
+    let r = app.chat(&key, metered_body(false)).await;
+    assert_eq!(r.status(), 200);
+    app.settled().await;
+    let (line, _) = line_hold(&app, user).await;
+    // What the other instance's sweep does with a line it finds expired.
+    let taken = transit::store::Settlement {
+        hold_id: line.clone(),
+        lease_expired_by: None,
+        cost: 0,
+        counts_as_request: 0,
+        log: transit::store::ConsumeLog {
+            user_id: user,
+            ..Default::default()
+        },
+    };
+    assert!(
+        app.app
+            .state
+            .db
+            .settle_hold(&taken)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    app.app.state.billing.maintain().await;
+
+    let r = app.chat(&key, metered_body(true)).await;
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    app.settled().await;
+    let (new_line, _) = line_hold(&app, user).await;
+    assert_ne!(new_line, line, "the call drew on a new line");
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!(charged, 2 * METERED_COST);
+    assert_eq!(100_000 - quota - held(&app, user).await, charged);
+}
+
+/// Entries the database refuses stay queued in memory and are written by
+/// the next sweep once it accepts them again; nothing is lost or doubled.
+#[tokio::test]
+async fn ledger_entries_that_fail_are_written_by_a_later_sweep() {
+    let (app, _mock) = metered_app().await;
+    let (user, key) = app.user_with_key(100_000).await;
+    let db = &app.app.state.db;
+    let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
+    sqlx::query(sqlx::AssertSqlSafe(rename("logs", "logs_away")))
+        .execute(db.pool())
+        .await
+        .unwrap();
+    for stream in [false, true] {
+        let r = app.chat(&key, metered_body(stream)).await;
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    app.settled().await;
+    assert_eq!(
+        app.open_holds().await,
+        2,
+        "the settlements could not be written"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(rename("logs_away", "logs")))
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(app.app.state.billing.retry_dead_letters().await, 0);
+    assert_eq!(app.open_holds().await, 0);
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!(charged, 2 * METERED_COST);
+    assert_eq!(100_000 - quota, charged);
+    assert_eq!(app.logs().await.len(), 2);
 }

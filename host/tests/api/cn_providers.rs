@@ -164,10 +164,12 @@ async fn tencent_errors_are_mapped() {
 
     // Rate limited (HTTP 200 with RequestLimitExceeded), streamed or not.
     let (app, mock, user, key) = tencent_app("tencent", &tencent_key(), json!({})).await;
-    let r = app.chat(&key, chat_body("hunyuan-limited", false)).await;
-    assert_eq!(r.status(), 429);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["code"], "upstream_rate_limited", "{v}");
+    for stream in [false, true] {
+        let r = app.chat(&key, chat_body("hunyuan-limited", stream)).await;
+        assert_eq!(r.status(), 429, "stream: {stream}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "upstream_rate_limited", "{v}");
+    }
 
     // A request Hunyuan refuses: the client's error, not retried.
     let before = mock.requests();
@@ -330,9 +332,11 @@ async fn coze_errors_are_mapped() {
     assert_eq!(r.status(), 404);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "4200", "{v}");
-    // Streamed, the same JSON body is no event stream: the gateway frames
-    // nothing from it and answers that the upstream sent nothing.
+    // Streamed, the same JSON body comes instead of an event stream: the
+    // adapter still reads the error from it.
     let r = app.chat(&key, chat_body("ghost-bot", true)).await;
-    assert_eq!(r.status(), 502);
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "4200", "{v}");
     assert_eq!(app.ledger(user).await.1, 0, "failures are not billed");
 }

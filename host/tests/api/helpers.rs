@@ -702,7 +702,9 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     /// Start the `transit` binary on `database_url`, configured through the
-    /// environment as an operator would, with a 2-second hold lease.
+    /// environment as an operator would, with a 4-second hold lease (short,
+    /// so a killed process's holds are recovered soon; long enough that a
+    /// process starved of CPU on a loaded machine still renews in time).
     pub async fn start(database_url: &str, data_dir: &std::path::Path) -> Self {
         Self::start_with(database_url, data_dir, &[]).await
     }
@@ -726,7 +728,7 @@ impl GatewayProcess {
             .env("TRANSIT_SECRET_KEY", "test-secret-key")
             .env("TRANSIT_DATA_DIR", data_dir)
             .env("TRANSIT_ADAPTERS__CACHE_DIR", cache)
-            .env("TRANSIT_BILLING__HOLD_LEASE_SECS", "2")
+            .env("TRANSIT_BILLING__HOLD_LEASE_SECS", "4")
             .env("TRANSIT_LOG__LEVEL", "error")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .kill_on_drop(true)
