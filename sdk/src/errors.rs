@@ -3,7 +3,7 @@
 use crate::{AdapterError, RateLimit, UpstreamError, UpstreamResponse};
 
 /// The longest upstream message passed on to clients, in bytes.
-const MAX_MESSAGE: usize = 1024;
+pub const MAX_MESSAGE: usize = 1024;
 
 /// The client's request cannot be served as sent.
 pub fn invalid_request(message: impl Into<String>) -> AdapterError {
@@ -106,7 +106,10 @@ pub fn error_message(body: &[u8]) -> (String, Option<String>) {
     (truncate(String::from_utf8_lossy(body).trim()), None)
 }
 
-fn truncate(s: &str) -> String {
+/// `s` cut to at most [`MAX_MESSAGE`] bytes (on a character boundary), with
+/// `…` appended when anything was cut: for upstream messages passed on to
+/// clients or logs.
+pub fn truncate(s: &str) -> String {
     if s.len() <= MAX_MESSAGE {
         return s.to_owned();
     }
@@ -121,6 +124,21 @@ fn truncate(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::testing::response;
+
+    #[test]
+    fn truncate_cuts_on_a_character_boundary() {
+        assert_eq!(truncate("short"), "short");
+        let exact = "x".repeat(MAX_MESSAGE);
+        assert_eq!(truncate(&exact), exact);
+        let long = "y".repeat(MAX_MESSAGE + 1);
+        assert_eq!(truncate(&long), format!("{}…", &long[..MAX_MESSAGE]));
+        // A 3-byte character straddling the limit is left out whole.
+        let straddling = format!("{}€tail", "z".repeat(MAX_MESSAGE - 1));
+        assert_eq!(
+            truncate(&straddling),
+            format!("{}…", "z".repeat(MAX_MESSAGE - 1))
+        );
+    }
 
     #[test]
     fn openai_error_body_is_read() {

@@ -45,10 +45,13 @@ pub mod bindings {
     });
 }
 
+pub mod crypto;
 pub mod errors;
 pub mod json;
 pub mod openai;
+pub mod sse;
 pub mod testing;
+pub mod time;
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -230,6 +233,20 @@ impl Channel {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The extra request headers the operator set as `header.NAME` options,
+    /// as `(NAME, value)` in the options' order. An option named just
+    /// `header.` (no header name) is skipped.
+    pub fn option_headers(&self) -> Vec<(String, String)> {
+        self.options
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("header.")
+                    .filter(|name| !name.is_empty())
+                    .map(|name| (name.to_owned(), v.clone()))
+            })
+            .collect()
+    }
 }
 
 impl UpstreamRequest {
@@ -403,5 +420,31 @@ pub mod __private {
                 )),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_headers_are_the_header_options() {
+        let mut call = testing::call("chat.completions", "m", false);
+        call.channel.options = vec![
+            ("organization".into(), "org".into()),
+            ("header.X-Trace".into(), "t1".into()),
+            ("header.".into(), "nameless".into()),
+            ("Header.X-Case".into(), "no".into()),
+            ("header.x-second".into(), "".into()),
+        ];
+        assert_eq!(
+            call.channel.option_headers(),
+            vec![
+                ("X-Trace".to_owned(), "t1".to_owned()),
+                ("x-second".to_owned(), String::new()),
+            ]
+        );
+        call.channel.options.clear();
+        assert!(call.channel.option_headers().is_empty());
     }
 }

@@ -285,11 +285,7 @@ pub fn bearer_headers(call: &Call) -> Vec<(String, String)> {
     if let Some(project) = call.channel.option("project") {
         headers.push(("openai-project".to_owned(), project.to_owned()));
     }
-    for (k, v) in &call.channel.options {
-        if let Some(name) = k.strip_prefix("header.") {
-            headers.push((name.to_owned(), v.clone()));
-        }
-    }
+    headers.extend(call.channel.option_headers());
     headers
 }
 
@@ -346,6 +342,43 @@ pub fn parse_chat(response: &UpstreamResponse) -> Result<Translated, AdapterErro
         content_type: "application/json".to_owned(),
         usage: value.get("usage").and_then(usage_from_json),
     })
+}
+
+/// One `chat.completion.chunk` (serialized) with a single choice, index 0,
+/// carrying `delta` (`{"content": "…"}`, `{"role": "assistant", …}`, `{}`)
+/// and `finish_reason` (`null` while the answer goes on).
+pub fn chunk(
+    id: &str,
+    created: u64,
+    model: &str,
+    delta: Value,
+    finish_reason: Option<&str>,
+) -> Result<Vec<u8>, AdapterError> {
+    json::to_vec(&serde_json::json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }))
+}
+
+/// The usage-only `chat.completion.chunk` (serialized, `choices` empty) that
+/// ends a stream when the client asked for `stream_options.include_usage`.
+pub fn usage_chunk(
+    id: &str,
+    created: u64,
+    model: &str,
+    usage: &Usage,
+) -> Result<Vec<u8>, AdapterError> {
+    json::to_vec(&serde_json::json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": UsageJson::from(usage),
+    }))
 }
 
 /// Stream translator for upstreams that already speak OpenAI's SSE: chunks
@@ -529,6 +562,55 @@ data: [DONE]\n\n";
         c.include_usage = true;
         let mut loud = PassthroughStream::new(c);
         assert_eq!(loud.push(sse_events(transcript)).unwrap().chunks.len(), 2);
+    }
+
+    #[test]
+    fn chunks_are_openai_chunks() {
+        let text = chunk(
+            "chatcmpl-1",
+            7,
+            "m",
+            serde_json::json!({"content": "Hi"}),
+            None,
+        )
+        .unwrap();
+        let parsed: ChatChunk = serde_json::from_slice(&text).unwrap();
+        assert_eq!(
+            parsed,
+            ChatChunk {
+                id: "chatcmpl-1".into(),
+                object: "chat.completion.chunk".into(),
+                created: 7,
+                model: "m".into(),
+                choices: vec![ChunkChoice {
+                    index: 0,
+                    delta: Delta {
+                        content: Some("Hi".into()),
+                        ..Delta::default()
+                    },
+                    finish_reason: None,
+                }],
+                usage: None,
+            }
+        );
+        let value: Value = serde_json::from_slice(&text).unwrap();
+        assert!(value["choices"][0]["finish_reason"].is_null());
+
+        let stop = chunk("c", 1, "m", serde_json::json!({}), Some("stop")).unwrap();
+        let value: Value = serde_json::from_slice(&stop).unwrap();
+        assert_eq!(value["choices"][0]["finish_reason"], "stop");
+        assert_eq!(value["choices"][0]["delta"], serde_json::json!({}));
+
+        let mut usage = Usage::tokens(5, 2);
+        usage.cache_read_tokens = 3;
+        let last = usage_chunk("c", 1, "m", &usage).unwrap();
+        let parsed: ChatChunk = serde_json::from_slice(&last).unwrap();
+        assert!(parsed.choices.is_empty());
+        assert_eq!(parsed.usage, Some(UsageJson::from(&usage)));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&last).unwrap()["usage"]["total_tokens"],
+            7
+        );
     }
 
     #[test]

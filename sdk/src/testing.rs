@@ -30,33 +30,11 @@ pub fn response(status: u16, body: &[u8]) -> UpstreamResponse {
 }
 
 /// Split a recorded `text/event-stream` transcript into events, the way the
-/// gateway frames them: blocks separated by a blank line, `data:` lines
-/// joined by `\n`, `event:` as the name, comments and other fields ignored.
+/// gateway frames them (see [`crate::sse`]): blocks separated by a blank
+/// line, `data:` lines joined by `\n`, `event:` as the name, comments and
+/// other fields ignored.
 pub fn sse_events(transcript: &str) -> Vec<Event> {
-    let normalized = transcript.replace("\r\n", "\n").replace('\r', "\n");
-    let mut events = Vec::new();
-    for block in normalized.split("\n\n") {
-        let mut name = None;
-        let mut data: Vec<&str> = Vec::new();
-        for line in block.lines() {
-            let (field, value) = match line.split_once(':') {
-                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-                None => (line, ""),
-            };
-            match field {
-                "event" => name = Some(value.to_owned()),
-                "data" => data.push(value),
-                _ => {}
-            }
-        }
-        if !data.is_empty() {
-            events.push(Event {
-                name,
-                data: data.join("\n").into_bytes(),
-            });
-        }
-    }
-    events
+    crate::sse::parse(transcript.as_bytes())
 }
 
 #[cfg(test)]

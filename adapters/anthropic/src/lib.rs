@@ -419,13 +419,7 @@ pub struct MessagesStream {
 
 impl MessagesStream {
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Result<Vec<u8>, AdapterError> {
-        transit_adapter_sdk::json::to_vec(&json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }))
+        openai::chunk(&self.id, self.created, &self.model, delta, finish)
     }
 }
 
@@ -547,14 +541,12 @@ impl StreamTranslator for MessagesStream {
                     if self.include_usage
                         && let Some(u) = &self.usage
                     {
-                        batch.chunks.push(transit_adapter_sdk::json::to_vec(&json!({
-                            "id": self.id,
-                            "object": "chat.completion.chunk",
-                            "created": self.created,
-                            "model": self.model,
-                            "choices": [],
-                            "usage": openai::UsageJson::from(u),
-                        }))?);
+                        batch.chunks.push(openai::usage_chunk(
+                            &self.id,
+                            self.created,
+                            &self.model,
+                            u,
+                        )?);
                     }
                 }
                 "error" => {

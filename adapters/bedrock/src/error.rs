@@ -21,6 +21,7 @@
 //! does it.
 
 use serde_json::Value;
+use transit_adapter_sdk::errors::truncate;
 use transit_adapter_sdk::prelude::*;
 use transit_adapter_sdk::{RateLimit, UpstreamError};
 
@@ -69,18 +70,6 @@ fn message_of(body: Option<&Value>) -> Option<String> {
         .map(str::trim)
         .filter(|m| !m.is_empty())
         .map(truncate)
-}
-
-fn truncate(message: &str) -> String {
-    const MAX: usize = 1024;
-    if message.len() <= MAX {
-        return message.to_owned();
-    }
-    let mut end = MAX;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
 }
 
 /// Classify a non-2xx answer.

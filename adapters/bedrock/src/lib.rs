@@ -157,13 +157,7 @@ pub fn build(
         }
         .to_owned(),
     ));
-    for (name, value) in &call.channel.options {
-        if let Some(header) = name.strip_prefix("header.")
-            && !header.is_empty()
-        {
-            headers.push((header.to_owned(), value.clone()));
-        }
-    }
+    headers.extend(call.channel.option_headers());
     let mut request =
         UpstreamRequest::post_json(format!("{scheme}://{authority}{path}"), headers, body);
     if call.stream {

@@ -8,9 +8,11 @@
 //! `x-amz-date` (and `x-amz-security-token`) headers and the SHA-256 of the
 //! body, scoped to `DATE/REGION/SERVICE/aws4_request`.
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::{Digest, Sha256};
+use transit_adapter_sdk::crypto::{hex, hmac_sha256, sha256_hex};
 use transit_adapter_sdk::prelude::*;
+
+/// `YYYYMMDDTHHMMSSZ` for `secs` since the Unix epoch (UTC).
+pub use transit_adapter_sdk::time::utc_datetime_basic as amz_date;
 
 /// The signing algorithm's name, as it appears in the `authorization` header.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -98,15 +100,15 @@ pub fn sign(
         request.method,
         canonical_uri(request.path),
         canonical_query(request.query),
-        hex(&Sha256::digest(request.body)),
+        sha256_hex(request.body),
     );
     let scope = format!("{date}/{region}/{service}/aws4_request");
     let string_to_sign = format!(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical_request.as_bytes()))
+        sha256_hex(canonical_request.as_bytes())
     );
     let key = signing_key(credentials.secret_access_key, date, region, service)?;
-    let signature = hex(&hmac(&key, string_to_sign.as_bytes())?);
+    let signature = hex(&hmac_sha256(&key, string_to_sign.as_bytes())?);
     added.push((
         "authorization".to_owned(),
         format!(
@@ -123,29 +125,11 @@ pub fn signing_key(
     date: &str,
     region: &str,
     service: &str,
-) -> Result<Vec<u8>, AdapterError> {
-    let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes())?;
-    let k_region = hmac(&k_date, region.as_bytes())?;
-    let k_service = hmac(&k_region, service.as_bytes())?;
-    hmac(&k_service, b"aws4_request")
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> Result<Vec<u8>, AdapterError> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key)
-        .map_err(|_| errors::internal("HMAC-SHA256 rejected the signing key"))?;
-    mac.update(data);
-    Ok(mac.finalize().into_bytes().to_vec())
-}
-
-/// Lower-case hexadecimal.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
+) -> Result<[u8; 32], AdapterError> {
+    let k_date = hmac_sha256(format!("AWS4{secret}").as_bytes(), date.as_bytes())?;
+    let k_region = hmac_sha256(&k_date, region.as_bytes())?;
+    let k_service = hmac_sha256(&k_region, service.as_bytes())?;
+    hmac_sha256(&k_service, b"aws4_request")
 }
 
 /// A header value as signed: trimmed, runs of spaces made one.
@@ -222,34 +206,6 @@ fn decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `YYYYMMDDTHHMMSSZ` for `secs` since the Unix epoch (UTC).
-pub fn amz_date(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`, for non-negative counts).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

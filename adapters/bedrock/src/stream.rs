@@ -50,13 +50,7 @@ pub struct BedrockStream {
 
 impl BedrockStream {
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Result<Vec<u8>, AdapterError> {
-        transit_adapter_sdk::json::to_vec(&json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }))
+        openai::chunk(&self.id, self.created, &self.model, delta, finish)
     }
 
     /// The role chunk, once, before anything else.
@@ -76,14 +70,7 @@ impl BedrockStream {
         let Some(usage) = &self.usage else {
             return Ok(None);
         };
-        let chunk = transit_adapter_sdk::json::to_vec(&json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [],
-            "usage": openai::UsageJson::from(usage),
-        }))?;
+        let chunk = openai::usage_chunk(&self.id, self.created, &self.model, usage)?;
         self.usage_sent = true;
         Ok(Some(chunk))
     }

@@ -134,11 +134,7 @@ fn headers(call: &Call) -> Vec<(String, String)> {
         ("content-type".to_owned(), "application/json".to_owned()),
         ("accept".to_owned(), accept(call).to_owned()),
     ];
-    for (k, v) in &call.channel.options {
-        if let Some(name) = k.strip_prefix("header.") {
-            headers.push((name.to_owned(), v.clone()));
-        }
-    }
+    headers.extend(call.channel.option_headers());
     headers
 }
 

@@ -29,13 +29,7 @@ pub struct CohereStream {
 
 impl CohereStream {
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Result<Vec<u8>, AdapterError> {
-        transit_adapter_sdk::json::to_vec(&json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }))
+        openai::chunk(&self.id, self.created, &self.model, delta, finish)
     }
 
     fn start(&mut self, out: &mut Vec<Vec<u8>>) -> Result<(), AdapterError> {
@@ -170,14 +164,7 @@ impl CohereStream {
         if self.include_usage
             && let Some(usage) = &self.usage
         {
-            let chunk = transit_adapter_sdk::json::to_vec(&json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": openai::UsageJson::from(usage),
-            }))?;
+            let chunk = openai::usage_chunk(&self.id, self.created, &self.model, usage)?;
             batch.chunks.push(chunk);
         }
         Ok(())

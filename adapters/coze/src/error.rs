@@ -17,6 +17,7 @@
 //! Without a code the HTTP status decides.
 
 use serde_json::Value;
+use transit_adapter_sdk::errors::truncate;
 use transit_adapter_sdk::prelude::*;
 use transit_adapter_sdk::{RateLimit, UpstreamError};
 
@@ -77,18 +78,6 @@ pub fn classify_response(response: &UpstreamResponse) -> AdapterError {
         // `errors::from_response` reads Coze's `msg` itself.
         _ => errors::from_response(response),
     }
-}
-
-fn truncate(message: &str) -> String {
-    const MAX: usize = 1024;
-    if message.len() <= MAX {
-        return message.to_owned();
-    }
-    let mut end = MAX;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
 }
 
 #[cfg(test)]

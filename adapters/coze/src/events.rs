@@ -27,6 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use transit_adapter_sdk::prelude::*;
+use transit_adapter_sdk::sse;
 
 use crate::error;
 
@@ -195,28 +196,16 @@ pub struct CozeStream {
 
 impl CozeStream {
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Result<Vec<u8>, AdapterError> {
-        transit_adapter_sdk::json::to_vec(&json!({
-            "id": self.chat.completion_id(),
-            "object": "chat.completion.chunk",
-            "created": self.chat.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }))
+        let id = self.chat.completion_id();
+        openai::chunk(&id, self.chat.created, &self.model, delta, finish)
     }
 
     fn usage_chunk(&self) -> Result<Option<Vec<u8>>, AdapterError> {
         let Some(usage) = self.chat.usage.as_ref().filter(|_| self.include_usage) else {
             return Ok(None);
         };
-        transit_adapter_sdk::json::to_vec(&json!({
-            "id": self.chat.completion_id(),
-            "object": "chat.completion.chunk",
-            "created": self.chat.created,
-            "model": self.model,
-            "choices": [],
-            "usage": openai::UsageJson::from(usage),
-        }))
-        .map(Some)
+        let id = self.chat.completion_id();
+        openai::usage_chunk(&id, self.chat.created, &self.model, usage).map(Some)
     }
 }
 
@@ -318,49 +307,14 @@ pub fn complete(call: &Call, transcript: &[u8]) -> Result<(Value, Option<Usage>)
     Ok((completion, chat.usage))
 }
 
-/// Cut a `text/event-stream` body into (event name, data) pairs: blocks
-/// separated by a blank line, `data:` lines joined by `\n`, comments and
-/// other fields ignored (the gateway's own framing rules).
+/// Cut a `text/event-stream` body into (event name, data) pairs with the
+/// gateway's own framing rules ([`transit_adapter_sdk::sse`]). The body is
+/// read as UTF-8, invalid bytes replaced.
 pub fn sse_events(body: &[u8]) -> Vec<(Option<String>, Vec<u8>)> {
-    let text = String::from_utf8_lossy(body);
-    let mut events = Vec::new();
-    let (mut name, mut data, mut has_data): (Option<String>, String, bool) =
-        (None, String::new(), false);
-    let mut dispatch = |name: &mut Option<String>, data: &mut String, has_data: &mut bool| {
-        if *has_data {
-            events.push((name.take(), std::mem::take(data).into_bytes()));
-        }
-        *name = None;
-        data.clear();
-        *has_data = false;
-    };
-    for line in text.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.is_empty() {
-            dispatch(&mut name, &mut data, &mut has_data);
-            continue;
-        }
-        if line.starts_with(':') {
-            continue;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
-        };
-        match field {
-            "data" => {
-                if has_data {
-                    data.push('\n');
-                }
-                data.push_str(value);
-                has_data = true;
-            }
-            "event" => name = Some(value.to_owned()),
-            _ => {}
-        }
-    }
-    dispatch(&mut name, &mut data, &mut has_data);
-    events
+    sse::parse(String::from_utf8_lossy(body).as_bytes())
+        .into_iter()
+        .map(|event| (event.name, event.data))
+        .collect()
 }
 
 #[cfg(test)]

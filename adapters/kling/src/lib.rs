@@ -55,12 +55,12 @@
 use std::hash::{BuildHasher, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
+// The tests decode the minted tokens with an independent base64.
+#[cfg(test)]
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sha2::Sha256;
+use transit_adapter_sdk::crypto::jwt_hs256;
 use transit_adapter_sdk::json::{self, present, seconds_of, string};
 use transit_adapter_sdk::prelude::*;
 use transit_adapter_sdk::{RateLimit, UpstreamError};
@@ -302,19 +302,16 @@ struct Claims<'a> {
 
 /// An HS256 JWT for `access_key`, valid from `now - 5` to `now + 1800`.
 fn mint_token(access_key: &str, secret_key: &str, now: u64) -> Result<String, AdapterError> {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let claims = Claims {
         iss: access_key,
         exp: now.saturating_add(TOKEN_LIFETIME),
         nbf: now.saturating_sub(TOKEN_LEEWAY),
     };
-    let payload = URL_SAFE_NO_PAD.encode(json::to_vec(&claims)?);
-    let signing_input = format!("{header}.{payload}");
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret_key.as_bytes())
-        .map_err(|_| errors::internal("HMAC-SHA256 rejected the secret key"))?;
-    mac.update(signing_input.as_bytes());
-    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    Ok(format!("{signing_input}.{signature}"))
+    jwt_hs256(
+        br#"{"alg":"HS256","typ":"JWT"}"#,
+        &json::to_vec(&claims)?,
+        secret_key.as_bytes(),
+    )
 }
 
 /// The bearer token header, and the operator's extra headers.
@@ -328,11 +325,7 @@ fn auth_headers(call: &Call) -> Result<Vec<(String, String)>, AdapterError> {
         "authorization".to_owned(),
         format!("Bearer {}", mint_token(access_key, secret_key, now)?),
     )];
-    for (name, value) in &call.channel.options {
-        if let Some(header) = name.strip_prefix("header.") {
-            headers.push((header.to_owned(), value.clone()));
-        }
-    }
+    headers.extend(call.channel.option_headers());
     Ok(headers)
 }
 

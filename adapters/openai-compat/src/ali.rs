@@ -34,7 +34,7 @@ use serde_json::{Map, Value, json};
 use transit_adapter_sdk::json;
 use transit_adapter_sdk::prelude::*;
 
-use crate::{Provider, bearer, fail, max_tokens_from_completion, option_headers};
+use crate::{Provider, bearer, fail, max_tokens_from_completion};
 
 /// The DashScope root of a base URL.
 fn root(base_url: &str) -> &str {
@@ -126,7 +126,7 @@ pub fn prepare_rerank(call: &Call, body: &[u8]) -> Result<UpstreamRequest, Adapt
         "parameters": parameters,
     });
     let mut headers = headers(call);
-    headers.extend(option_headers(call));
+    headers.extend(call.channel.option_headers());
     Ok(UpstreamRequest::post_json(
         native_url(
             &call.channel.base_url,

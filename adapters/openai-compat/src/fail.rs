@@ -1,13 +1,11 @@
 //! Building [`AdapterError`]s from the providers' error bodies.
 
 use serde_json::Value;
+use transit_adapter_sdk::errors::truncate;
 use transit_adapter_sdk::prelude::*;
 use transit_adapter_sdk::{RateLimit, UpstreamError};
 
 use crate::Provider;
-
-/// The longest upstream message passed on, in bytes.
-const MAX_MESSAGE: usize = 1024;
 
 /// A JSON code as text: `"1211"`, `1211` and `"InvalidApiKey"` alike.
 pub fn code_text(value: Option<&Value>) -> Option<String> {
@@ -39,17 +37,6 @@ pub fn fallback_message(response: &UpstreamResponse) -> String {
     } else {
         message
     }
-}
-
-fn truncate(s: &str) -> String {
-    if s.len() <= MAX_MESSAGE {
-        return s.to_owned();
-    }
-    let mut end = MAX_MESSAGE;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// The channel's credentials (or account) were refused. The message is

@@ -189,18 +189,6 @@ impl Provider {
     }
 }
 
-/// Extra headers from `header.NAME` channel options.
-pub(crate) fn option_headers(call: &Call) -> Vec<(String, String)> {
-    call.channel
-        .options
-        .iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("header.")
-                .map(|name| (name.to_owned(), v.clone()))
-        })
-        .collect()
-}
-
 /// `Authorization: Bearer KEY`.
 pub(crate) fn bearer(token: &str) -> (String, String) {
     ("authorization".to_owned(), format!("Bearer {token}"))
@@ -297,7 +285,7 @@ impl Adapter for OpenAiCompat {
         }
         let url = provider.url(call, path)?;
         let mut headers = provider.auth_headers(call)?;
-        headers.extend(option_headers(call));
+        headers.extend(call.channel.option_headers());
         Ok(UpstreamRequest::post_json(
             url,
             headers,

@@ -98,11 +98,7 @@ impl Adapter for JinaVoyage {
             ("content-type".to_owned(), "application/json".to_owned()),
             ("accept".to_owned(), "application/json".to_owned()),
         ];
-        for (k, v) in &call.channel.options {
-            if let Some(name) = k.strip_prefix("header.") {
-                headers.push((name.to_owned(), v.clone()));
-            }
-        }
+        headers.extend(call.channel.option_headers());
         Ok(UpstreamRequest::post_json(
             openai::endpoint_url(&call.channel.base_url, path),
             headers,

@@ -25,6 +25,7 @@
 //! anything else by the envelope's code when the body is one.
 
 use serde_json::Value;
+use transit_adapter_sdk::errors::truncate;
 use transit_adapter_sdk::prelude::*;
 use transit_adapter_sdk::{RateLimit, UpstreamError};
 
@@ -126,18 +127,6 @@ pub fn classify_response(response: &UpstreamResponse) -> AdapterError {
         }
         None => errors::from_response(response),
     }
-}
-
-fn truncate(message: &str) -> String {
-    const MAX: usize = 1024;
-    if message.len() <= MAX {
-        return message.to_owned();
-    }
-    let mut end = MAX;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
 }
 
 #[cfg(test)]

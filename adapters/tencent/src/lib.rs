@@ -125,13 +125,7 @@ pub fn signed_request(
     {
         headers.push(("x-tc-region".to_owned(), region.to_owned()));
     }
-    for (name, value) in &call.channel.options {
-        if let Some(header) = name.strip_prefix("header.")
-            && !header.is_empty()
-        {
-            headers.push((header.to_owned(), value.clone()));
-        }
-    }
+    headers.extend(call.channel.option_headers());
     // Streams are server-sent events, the default framing.
     Ok(UpstreamRequest::post_json(target.url, headers, body))
 }

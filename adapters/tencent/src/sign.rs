@@ -16,9 +16,11 @@
 //!    {service}/tc3_request, SignedHeaders=content-type;host,
 //!    Signature={signature}`.
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::{Digest, Sha256};
+use transit_adapter_sdk::crypto::{hex, hmac_sha256, sha256_hex};
 use transit_adapter_sdk::prelude::*;
+
+/// The UTC calendar day of a Unix timestamp, `YYYY-MM-DD`.
+pub use transit_adapter_sdk::time::utc_date;
 
 pub const ALGORITHM: &str = "TC3-HMAC-SHA256";
 pub const SIGNED_HEADERS: &str = "content-type;host";
@@ -58,51 +60,14 @@ pub fn authorization(s: &Signing<'_>) -> Result<String, AdapterError> {
         s.timestamp,
         sha256_hex(canonical_request.as_bytes())
     );
-    let secret_date = hmac(format!("TC3{}", s.secret_key).as_bytes(), date.as_bytes())?;
-    let secret_service = hmac(&secret_date, s.service.as_bytes())?;
-    let secret_signing = hmac(&secret_service, b"tc3_request")?;
-    let signature = hex(&hmac(&secret_signing, string_to_sign.as_bytes())?);
+    let secret_date = hmac_sha256(format!("TC3{}", s.secret_key).as_bytes(), date.as_bytes())?;
+    let secret_service = hmac_sha256(&secret_date, s.service.as_bytes())?;
+    let secret_signing = hmac_sha256(&secret_service, b"tc3_request")?;
+    let signature = hex(&hmac_sha256(&secret_signing, string_to_sign.as_bytes())?);
     Ok(format!(
         "{ALGORITHM} Credential={}/{scope}, SignedHeaders={SIGNED_HEADERS}, Signature={signature}",
         s.secret_id
     ))
-}
-
-fn hmac(key: &[u8], message: &[u8]) -> Result<Vec<u8>, AdapterError> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key)
-        .map_err(|_| errors::internal("HMAC-SHA256 rejected the signing key"))?;
-    mac.update(message);
-    Ok(mac.finalize().into_bytes().to_vec())
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
-}
-
-/// The UTC calendar day of a Unix timestamp, `YYYY-MM-DD`.
-pub fn utc_date(timestamp: u64) -> String {
-    // Howard Hinnant's days-to-civil algorithm, for days since 1970-01-01.
-    let days = (timestamp / 86_400) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
 }
 
 #[cfg(test)]

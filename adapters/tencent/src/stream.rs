@@ -29,28 +29,14 @@ pub struct HunyuanStream {
 
 impl HunyuanStream {
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Result<Vec<u8>, AdapterError> {
-        transit_adapter_sdk::json::to_vec(&json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }))
+        openai::chunk(&self.id, self.created, &self.model, delta, finish)
     }
 
     fn usage_chunk(&self) -> Result<Option<Vec<u8>>, AdapterError> {
         let Some(usage) = self.usage.as_ref().filter(|_| self.include_usage) else {
             return Ok(None);
         };
-        transit_adapter_sdk::json::to_vec(&json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [],
-            "usage": openai::UsageJson::from(usage),
-        }))
-        .map(Some)
+        openai::usage_chunk(&self.id, self.created, &self.model, usage).map(Some)
     }
 
     /// The OpenAI tool call deltas of one piece.
