@@ -47,6 +47,8 @@ pub struct Inner {
     pub tasks: tasks::Tasks,
     /// API keys' rows, cached for the relay's authentication.
     pub tokens: auth::TokenCache,
+    /// Vertex AI access tokens, by channel and service-account key.
+    pub vertex_tokens: channels::vertex::TokenCache,
 }
 
 impl Deref for AppState {
@@ -152,6 +154,7 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
         secrets,
         admin,
         tasks: tasks::Tasks::default(),
+        vertex_tokens: channels::vertex::TokenCache::default(),
     }));
     let poller = tasks::spawn_poller(state.clone());
     Ok(App {

@@ -12,24 +12,7 @@ use transit_adapter_sdk::prelude::*;
 
 /// An OpenAI embeddings request → a `BatchEmbedContentsRequest`.
 pub fn to_batch_request(call: &Call, req: &Map<String, Value>) -> Result<Value, AdapterError> {
-    let inputs: Vec<&str> = match req.get("input") {
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(items)) if !items.is_empty() => items
-            .iter()
-            .map(|item| {
-                item.as_str().ok_or_else(|| {
-                    errors::invalid_request(
-                        "`input` must be a string or an array of strings: token arrays are not supported by Gemini channels",
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(errors::invalid_request(
-                "`input` must be a string or a non-empty array of strings",
-            ));
-        }
-    };
+    let inputs = inputs(req)?;
     let model = crate::model_name(&call.model);
     let dimensions = req.get("dimensions").and_then(Value::as_u64);
     let requests: Vec<Value> = inputs
@@ -45,6 +28,27 @@ pub fn to_batch_request(call: &Call, req: &Map<String, Value>) -> Result<Value, 
         })
         .collect();
     Ok(json!({ "requests": requests }))
+}
+
+/// The texts of an embeddings request's `input` (a string or an array of
+/// strings; token arrays are refused).
+pub fn inputs(req: &Map<String, Value>) -> Result<Vec<&str>, AdapterError> {
+    match req.get("input") {
+        Some(Value::String(s)) => Ok(vec![s.as_str()]),
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|item| {
+                item.as_str().ok_or_else(|| {
+                    errors::invalid_request(
+                        "`input` must be a string or an array of strings: token arrays are not supported by Gemini channels",
+                    )
+                })
+            })
+            .collect(),
+        _ => Err(errors::invalid_request(
+            "`input` must be a string or a non-empty array of strings",
+        )),
+    }
 }
 
 /// A `BatchEmbedContentsResponse` → OpenAI's embeddings list.

@@ -55,6 +55,10 @@
 //! - `header.NAME`: an extra request header.
 //!
 //! The channel's key goes in the `x-goog-api-key` header, never in the URL.
+//!
+//! Vertex AI channels (types `vertex`, `vertex-ai`) are served by the same
+//! translations with Vertex's URLs, a bearer token and `predict` for
+//! embeddings: see [`vertex`].
 
 use transit_adapter_sdk::json;
 use transit_adapter_sdk::prelude::*;
@@ -64,6 +68,7 @@ pub mod embed;
 pub mod error;
 pub mod reply;
 pub mod stream;
+pub mod vertex;
 
 /// The adapter.
 pub struct Gemini;
@@ -90,6 +95,9 @@ impl Adapter for Gemini {
     }
 
     fn prepare_request(call: &Call, body: &[u8]) -> Result<UpstreamRequest, AdapterError> {
+        if vertex::is_vertex(call) {
+            return prepare_vertex(call, body);
+        }
         let (action, body) = match call.endpoint.as_str() {
             CHAT => {
                 let request = json::parse_object(body)?;
@@ -128,6 +136,10 @@ impl Adapter for Gemini {
                 reply::usage_of(value.get("usageMetadata")),
             ),
             NATIVE_EMBED => (response.body.clone(), None),
+            EMBEDDINGS if vertex::is_vertex(call) => {
+                let (list, usage) = vertex::predictions_to_openai(call, &value)?;
+                (json::to_vec(&list)?, usage)
+            }
             EMBEDDINGS => (json::to_vec(&embed::to_openai(call, &value)?)?, None),
             _ => {
                 let usage = reply::usage_of(value.get("usageMetadata"));
@@ -145,6 +157,35 @@ impl Adapter for Gemini {
     fn map_error(_call: &Call, response: &UpstreamResponse) -> AdapterError {
         error::classify(response)
     }
+}
+
+/// A call on a Vertex AI channel: the same bodies (roles always set),
+/// Vertex's URLs and a bearer token; embeddings through `predict`.
+fn prepare_vertex(call: &Call, body: &[u8]) -> Result<UpstreamRequest, AdapterError> {
+    let (action, body) = match call.endpoint.as_str() {
+        CHAT => {
+            let request = json::parse_object(body)?;
+            let translated = chat::to_generate_request(call, &request)?;
+            (generate_action(call), json::to_vec(&translated)?)
+        }
+        NATIVE_GENERATE => (generate_action(call), vertex::native_generate_body(body)?),
+        EMBEDDINGS => {
+            let request = json::parse_object(body)?;
+            let translated = vertex::to_predict_request(&request)?;
+            ("predict", json::to_vec(&translated)?)
+        }
+        NATIVE_EMBED => {
+            return Err(errors::unsupported(
+                "Gemini's embedContent is not available on Vertex AI channels: use /v1/embeddings",
+            ));
+        }
+        _ => return Err(errors::unsupported_endpoint(call)),
+    };
+    Ok(UpstreamRequest::post_json(
+        vertex::url(call, action)?,
+        vertex::headers(call),
+        body,
+    ))
 }
 
 /// `generateContent`, or `streamGenerateContent` framed as server-sent

@@ -6,6 +6,7 @@
 //! and installs the next one.
 
 pub mod types;
+pub mod vertex;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -234,13 +235,18 @@ impl Router {
     fn channel_of(&self, row: ChannelRow) -> Result<Channel, (i64, anyhow::Error)> {
         let id = row.id;
         let secret = self.secrets.decrypt(&row.secret_enc).map_err(|e| (id, e))?;
-        let keys: Vec<Secret> = secret
-            .expose()
-            .lines()
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .map(Secret::new)
-            .collect();
+        // Service-account keys are JSON objects, often pretty-printed.
+        let keys: Vec<Secret> = if vertex::is_vertex(&row.kind) {
+            vertex::split_keys(secret.expose())
+        } else {
+            secret
+                .expose()
+                .lines()
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(Secret::new)
+                .collect()
+        };
         let model_mapping: HashMap<String, String> =
             serde_json::from_str(&row.model_mapping).unwrap_or_default();
         let options: HashMap<String, serde_json::Value> =

@@ -63,6 +63,20 @@ pub const TYPES: &[ChannelType] = &[
         "gemini",
         "https://generativelanguage.googleapis.com",
     ),
+    // Gemini on Vertex AI: the key is a service-account JSON key (the host
+    // trades it for an access token). The us-central1 endpoint stands for
+    // "Google's endpoint": the gemini adapter uses the one of the channel's
+    // `location` option (any other base URL is used as given).
+    t(
+        "vertex",
+        "gemini",
+        "https://us-central1-aiplatform.googleapis.com",
+    ),
+    t(
+        "vertex-ai",
+        "gemini",
+        "https://us-central1-aiplatform.googleapis.com",
+    ),
     t("apimart", "apimart", "https://api.apimart.ai"),
     t("kling", "kling", "https://api-singapore.klingai.com"),
     t("tencent", "tencent", "https://hunyuan.tencentcloudapi.com"),
@@ -148,6 +162,8 @@ mod tests {
         assert_eq!(adapter_for("my-adapter"), "my-adapter");
         assert_eq!(default_base_url("custom"), None);
         assert_eq!(default_base_url("openai"), Some("https://api.openai.com"));
+        assert_eq!(adapter_for("vertex"), "gemini");
+        assert_eq!(adapter_for("vertex-ai"), "gemini");
         let mut names: Vec<_> = TYPES.iter().map(|t| t.name).collect();
         names.sort();
         names.dedup();

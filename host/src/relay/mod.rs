@@ -610,6 +610,11 @@ async fn relay(
                 if let Some(mut guard) = slots.pop() {
                     guard.mark_failed();
                 }
+                if e.code.as_deref() == Some("upstream_auth_failed")
+                    && crate::channels::vertex::is_vertex(&channel.kind)
+                {
+                    app.vertex_tokens.forget(channel.id);
+                }
                 tracing::info!(
                     request_id,
                     channel = channel.id,
@@ -686,22 +691,16 @@ async fn attempt(
         },
         None => (probe.endpoint, body),
     };
+    // The channel's key, or the access token it stands for (Vertex AI).
+    let channel_info: ChannelInfo =
+        crate::channels::vertex::channel_info(app, channel, key_index).await?;
     let call = Call {
         endpoint: endpoint.to_owned(),
         model: channel.upstream_model(&probe.model).to_owned(),
         stream: probe.stream,
         include_usage: probe.include_usage,
         headers: probe.headers.clone(),
-        channel: ChannelInfo {
-            kind: channel.kind.clone(),
-            base_url: channel.base_url.clone(),
-            api_key: channel
-                .keys
-                .get(key_index)
-                .map(|k| k.expose().to_owned())
-                .unwrap_or_default(),
-            options: channel.options.clone(),
-        },
+        channel: channel_info,
     };
     let mut upstream = lease
         .instance

@@ -401,7 +401,8 @@ async fn poll_upstream(app: &AppState, task: &TaskRow) -> Result<TaskState, Gate
         .map_err(|e| GatewayError::unavailable(format!("no adapter instance is free: {e}")))?;
     lease.instance.set_log_name(&adapter.info.name);
     let key_index = usize::try_from(task.key_index).unwrap_or(0);
-    let call = task_call(&task.endpoint, &task.model, &channel, key_index, Vec::new());
+    let mut call = task_call(&task.endpoint, &task.model, &channel, key_index, Vec::new());
+    call.channel = crate::channels::vertex::channel_info(app, &channel, key_index).await?;
     let req = lease
         .instance
         .prepare_poll(&call, &task.upstream_id)

@@ -33,3 +33,4 @@ mod surface;
 mod surface_mocks;
 mod task_mocks;
 mod tasks;
+mod vertex;
