@@ -1,7 +1,9 @@
 //! The adapter call path: instantiating a component for a request, and the
 //! calls a plain chat completion makes (prepare + parse) and a stream makes
 //! per event batch. Run with `cargo bench -p transit --bench adapter`.
-//! Prints medians of 15 batches.
+//! Prints medians of 15 batches, for guest memory handed back after each
+//! instance (`keep_resident_kib` 0) and for the default, interleaved; other
+//! sizes with `KEEP_RESIDENT_KIB=0,64,256`.
 #![allow(clippy::panic, reason = "a benchmark stops on a broken invariant")]
 
 use std::time::{Duration, Instant};
@@ -47,45 +49,80 @@ where
     samples[samples.len() / 2]
 }
 
+/// Median per-request time of instantiating and of a whole plain call.
+async fn instantiate_and_call(
+    runtime: &Runtime,
+    adapter: &std::sync::Arc<transit::adapters::LoadedAdapter>,
+) -> (Duration, Duration) {
+    let instantiate = median(500, || async move {
+        drop(
+            runtime
+                .instantiate(adapter)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    })
+    .await;
+    let plain = median(500, || async move {
+        let mut lease = runtime
+            .instantiate(adapter)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let c = call(false);
+        let _ = lease.instance.prepare_request(&c, REQUEST).await;
+        let response = UpstreamResponse {
+            status: 200,
+            headers: vec![],
+            body: RESPONSE.to_vec(),
+        };
+        let _ = lease.instance.parse_response(&c, &response).await;
+    })
+    .await;
+    (instantiate, plain)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cache = tempfile::tempdir()?;
-    let runtime = Runtime::new(&AdapterConfig::default(), Some(cache.path())).await?;
-    let adapter = runtime
-        .get("openai")
-        .ok_or_else(|| anyhow::anyhow!("no openai adapter"))?;
+    // The same calls with guest memory handed back after each instance
+    // (keep_resident 0) and with the default kept resident, interleaved.
+    let mut runtimes = Vec::new();
+    // Other sizes to compare: KEEP_RESIDENT_KIB=0,256,1024 cargo bench ...
+    let sizes: Vec<u64> = match std::env::var("KEEP_RESIDENT_KIB") {
+        Ok(list) => list
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect(),
+        Err(_) => vec![0, AdapterConfig::default().keep_resident_kib],
+    };
+    for keep_resident_kib in sizes {
+        let config = AdapterConfig {
+            keep_resident_kib,
+            ..AdapterConfig::default()
+        };
+        let runtime = Runtime::new(&config, Some(cache.path())).await?;
+        let adapter = runtime
+            .get("openai")
+            .ok_or_else(|| anyhow::anyhow!("no openai adapter"))?;
+        runtimes.push((keep_resident_kib, runtime, adapter, Vec::new()));
+    }
+    for _ in 0..5 {
+        for (_, runtime, adapter, samples) in &mut runtimes {
+            samples.push(instantiate_and_call(runtime, adapter).await);
+        }
+    }
+    for (kib, _, _, samples) in &mut runtimes {
+        samples.sort_by_key(|s| s.0);
+        let instantiate = samples[samples.len() / 2].0;
+        samples.sort_by_key(|s| s.1);
+        let plain = samples[samples.len() / 2].1;
+        println!("keep_resident_kib = {kib}");
+        println!("  instantiate (fresh store + instance)       {instantiate:>9.2?}");
+        println!("  plain call: instantiate + prepare + parse  {plain:>9.2?}");
+    }
 
-    let instantiate = median(2000, || {
-        let (runtime, adapter) = (&runtime, &adapter);
-        async move {
-            drop(
-                runtime
-                    .instantiate(adapter)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}")),
-            );
-        }
-    })
-    .await;
-    let plain = median(2000, || {
-        let (runtime, adapter) = (&runtime, &adapter);
-        async move {
-            let mut lease = runtime
-                .instantiate(adapter)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let c = call(false);
-            let _ = lease.instance.prepare_request(&c, REQUEST).await;
-            let response = UpstreamResponse {
-                status: 200,
-                headers: vec![],
-                body: RESPONSE.to_vec(),
-            };
-            let _ = lease.instance.parse_response(&c, &response).await;
-        }
-    })
-    .await;
-    let mut lease = runtime.instantiate(&adapter).await?;
+    let (_, runtime, adapter, _) = &runtimes[runtimes.len() - 1];
+    let mut lease = runtime.instantiate(adapter).await?;
     let c = call(true);
     let stream = lease
         .instance
@@ -105,8 +142,6 @@ async fn main() -> anyhow::Result<()> {
         per_event.push(start.elapsed() / 5000);
     }
     per_event.sort();
-    println!("instantiate (fresh store + instance)       {instantiate:>9.2?}");
-    println!("plain call: instantiate + prepare + parse  {plain:>9.2?}");
     println!(
         "stream: one event batch through push       {:>9.2?}",
         per_event[7]

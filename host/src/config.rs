@@ -97,6 +97,12 @@ pub struct AdapterConfig {
     /// Adapter instances alive at once (each in-flight request or open
     /// stream holds one).
     pub max_instances: u32,
+    /// Guest memory (and stack) kept mapped when an instance ends, per
+    /// instance slot, and zeroed in place for the next request instead of
+    /// being handed back to the kernel and faulted in again. Faster
+    /// instantiation for more resident memory: a slot used once keeps up to
+    /// this much. 0 returns everything at once.
+    pub keep_resident_kib: u64,
     /// Cache of compiled adapters, keyed by content hash. Default:
     /// `<data_dir>/adapter-cache`.
     pub cache_dir: Option<PathBuf>,
@@ -169,6 +175,7 @@ impl Default for AdapterConfig {
             call_timeout_ms: 1000,
             memory_limit_mib: 64,
             max_instances: 1000,
+            keep_resident_kib: 64,
             cache_dir: None,
             dir: None,
         }

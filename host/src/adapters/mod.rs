@@ -274,6 +274,9 @@ fn build_engine(
 ) -> anyhow::Result<Engine> {
     let memory = limits.memory_limit_mib.max(1) * 1024 * 1024;
     let instances = limits.max_instances.max(1);
+    let keep_resident = usize::try_from(limits.keep_resident_kib.saturating_mul(1024))
+        .unwrap_or(usize::MAX)
+        .min(memory as usize);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(instances)
         // A Rust wasip2 component is a handful of core instances (the
@@ -286,7 +289,18 @@ fn build_engine(
         .total_tables(instances.saturating_mul(8))
         .max_memory_size(memory as usize)
         // Fiber stacks for guest calls in flight.
-        .total_stacks(instances);
+        .total_stacks(instances)
+        // What a request touches stays mapped for the next one: zeroing a
+        // few pages in place is cheaper than returning them (madvise, TLB
+        // shootdowns) and faulting them back in.
+        .linear_memory_keep_resident(keep_resident)
+        .table_keep_resident(keep_resident.min(64 * 1024))
+        .async_stack_keep_resident(keep_resident.min(128 * 1024))
+        // Pages beyond that are returned to the kernel sixteen instances
+        // at a time: one madvise round (and its TLB shootdowns) instead of
+        // one per request. A slot waiting in the batch is flushed early if
+        // the pool needs it.
+        .decommit_batch_size(16);
     let mut config = EngineConfig::new();
     config
         .wasm_component_model(true)
