@@ -97,7 +97,7 @@ pub struct AdapterConfig {
     /// Adapter instances alive at once (each in-flight request or open
     /// stream holds one).
     pub max_instances: u32,
-    /// Guest memory (and stack) kept mapped when an instance ends, per
+    /// Guest memory (and tables) kept mapped when an instance ends, per
     /// instance slot, and zeroed in place for the next request instead of
     /// being handed back to the kernel and faulted in again. Faster
     /// instantiation for more resident memory: a slot used once keeps up to

@@ -295,7 +295,6 @@ fn build_engine(
         // shootdowns) and faulting them back in.
         .linear_memory_keep_resident(keep_resident)
         .table_keep_resident(keep_resident.min(64 * 1024))
-        .async_stack_keep_resident(keep_resident.min(128 * 1024))
         // Pages beyond that are returned to the kernel sixteen instances
         // at a time: one madvise round (and its TLB shootdowns) instead of
         // one per request. A slot waiting in the batch is flushed early if

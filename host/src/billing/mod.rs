@@ -556,8 +556,11 @@ impl Billing {
         Ok(lost)
     }
 
-    /// Try again the ledger entries the writer could not write; those that
-    /// still fail stay for the next sweep. How many are left.
+    /// Try again the ledger entries the writer could not write, in order;
+    /// those that still fail stay for the next sweep, and so do the later
+    /// entries of the same credit line (a line's release must not overtake
+    /// its charges). The pass stops at the first sign that the database is
+    /// unreachable. How many entries are left.
     pub async fn retry_dead_letters(&self) -> usize {
         let pending = match self.dead_letters.lock() {
             Ok(mut dead) => std::mem::take(&mut *dead),
@@ -567,10 +570,25 @@ impl Billing {
             return 0;
         }
         let mut left = Vec::new();
-        for entry in pending {
-            if let Err(e) = self.db.write_entry(&entry).await {
-                tracing::warn!(error = %e, "a ledger entry still cannot be written; kept for the next sweep");
+        let mut stuck_lines: Vec<String> = Vec::new();
+        let mut pending = pending.into_iter();
+        while let Some(entry) = pending.next() {
+            let line = line_of(&entry).map(str::to_owned);
+            if line.as_ref().is_some_and(|l| stuck_lines.contains(l)) {
                 left.push(entry);
+                continue;
+            }
+            match self.db.write_entry(&entry).await {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "a ledger entry still cannot be written; kept for the next sweep");
+                    left.push(entry);
+                    if unreachable(&e) {
+                        left.extend(pending);
+                        break;
+                    }
+                    stuck_lines.extend(line);
+                }
             }
         }
         match self.dead_letters.lock() {
@@ -601,7 +619,8 @@ impl Billing {
         closing.iter().filter(|line| line.close(self)).count()
     }
 
-    /// Wait until every settlement queued so far is written.
+    /// Wait until every settlement queued so far is written, or put on the
+    /// dead-letter list because it could not be.
     pub async fn flush(&self) {
         let target = self.queued.load(Ordering::SeqCst);
         let mut written = self.written.clone();
@@ -642,13 +661,14 @@ impl Billing {
 
     /// One maintenance pass (the sweep runs it every third of the lease).
     pub async fn maintain(&self) {
-        self.retry_dead_letters().await;
-        if self.config.credit_line_calls > 0 {
-            self.release_idle_lines(Duration::from_secs(self.config.credit_line_idle_secs));
-        }
+        // The leases first: nothing below may delay them.
         let lease_until = now() + self.config.hold_lease_secs as i64;
         if let Err(e) = self.db.renew_holds(&self.instance, lease_until).await {
             tracing::warn!(error = %e, "renewing hold leases failed");
+        }
+        self.retry_dead_letters().await;
+        if self.config.credit_line_calls > 0 {
+            self.release_idle_lines(Duration::from_secs(self.config.credit_line_idle_secs));
         }
         if let Err(e) = self.close_lost_lines().await {
             tracing::warn!(error = %e, "checking credit lines failed");
@@ -695,8 +715,9 @@ const LEDGER_BATCH: usize = 256;
 const LINE_BACKOFF: Duration = Duration::from_secs(5);
 
 /// How long the mark of an applied ledger entry is kept: far longer than any
-/// retry of that entry can come.
-const LEDGER_MARK_KEEP_SECS: i64 = 7 * 24 * 3600;
+/// retry of that entry can come (retries live in memory, as long as their
+/// process).
+const LEDGER_MARK_KEEP_SECS: i64 = 24 * 3600;
 
 /// Request id of a credit line's hold (followed by the token id).
 const LINE_PREFIX: &str = "credit-line:";
@@ -718,10 +739,17 @@ async fn write_ledger(
     let mut count = 0u64;
     while queue.recv_many(&mut batch, LEDGER_BATCH).await > 0 {
         count += batch.len() as u64;
-        if let Err(e) = db.write_ledger(&batch).await {
+        wait_behind_dead_letters(&dead_letters, &mut batch);
+        if !batch.is_empty()
+            && let Err(e) = db.write_ledger(&batch).await
+        {
             tracing::warn!(error = %e, entries = batch.len(), "writing a ledger batch failed; retrying one by one");
             for entry in batch.drain(..) {
-                if !write_with_retries(&db, &entry).await {
+                let behind = dead_letters
+                    .lock()
+                    .map(|dead| waits_behind(&dead, &entry))
+                    .unwrap_or(false);
+                if behind || !write_with_retries(&db, &entry).await {
                     tracing::error!(
                         "a ledger entry could not be written: kept for the maintenance sweep"
                     );
@@ -734,6 +762,57 @@ async fn write_ledger(
         written.send_replace(count);
         batch.clear();
     }
+}
+
+/// The credit line an entry draws on or closes.
+fn line_of(entry: &LedgerEntry) -> Option<&str> {
+    match entry {
+        LedgerEntry::LineCharge(c) => Some(&c.line),
+        LedgerEntry::LineRelease { line, .. } => Some(line),
+        LedgerEntry::Settle(_) => None,
+    }
+}
+
+/// Whether `entry` must wait behind an entry of the same credit line on the
+/// dead-letter list (a release written before a charge would refund what
+/// the charge draws).
+fn waits_behind(dead: &[LedgerEntry], entry: &LedgerEntry) -> bool {
+    line_of(entry).is_some_and(|line| dead.iter().any(|d| line_of(d) == Some(line)))
+}
+
+/// Move the entries of `batch` that must wait behind a dead letter onto
+/// the list, in order.
+fn wait_behind_dead_letters(
+    dead_letters: &std::sync::Mutex<Vec<LedgerEntry>>,
+    batch: &mut Vec<LedgerEntry>,
+) {
+    let Ok(mut dead) = dead_letters.lock() else {
+        return;
+    };
+    if dead.is_empty() {
+        return;
+    }
+    let mut kept = Vec::with_capacity(batch.len());
+    for entry in batch.drain(..) {
+        if waits_behind(&dead, &entry) {
+            dead.push(entry);
+        } else {
+            kept.push(entry);
+        }
+    }
+    *batch = kept;
+}
+
+/// A failure that says the database cannot be reached at all (rather than
+/// that this one entry was refused).
+fn unreachable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    )
 }
 
 /// Write one entry, trying a few times over a fraction of a second.

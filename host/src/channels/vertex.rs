@@ -49,6 +49,10 @@ const ASSERTION_LIFETIME_SECS: u64 = 3600;
 const SAFETY_MARGIN: Duration = Duration::from_secs(300);
 /// The longest a token exchange may take.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A token refused by the upstream is traded again at most this often (a
+/// project missing a role answers 403 to every call; that must not become
+/// one exchange per call).
+const REFETCH_AFTER: Duration = Duration::from_secs(30);
 
 /// Whether channels of `kind` use a service-account key.
 pub fn is_vertex(kind: &str) -> bool {
@@ -207,6 +211,9 @@ fn unix_now() -> u64 {
 
 struct Cached {
     token: Secret,
+    /// The key's `project_id`, read when the token was fetched.
+    project_id: Option<String>,
+    fetched_at: Instant,
     refresh_at: Instant,
 }
 
@@ -236,15 +243,27 @@ impl TokenCache {
         self.exchanges.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Drop the tokens cached for `channel_id`: the upstream refused one
-    /// (revoked, or the account lost its role), so the next call trades
-    /// the key again instead of failing until the token expires.
+    /// Drop the tokens cached for `channel_id` that are older than
+    /// [`REFETCH_AFTER`]: the upstream refused one (revoked, or the account
+    /// lost its role), so a later call trades the key again instead of
+    /// failing until the token expires.
     pub fn forget(&self, channel_id: i64) {
         let mut slots = match self.slots.lock() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
-        slots.retain(|(id, _), _| *id != channel_id);
+        slots.retain(|(id, _), slot| {
+            if *id != channel_id {
+                return true;
+            }
+            // A slot being filled right now holds a fresh token.
+            match slot.try_lock() {
+                Ok(cached) => cached
+                    .as_ref()
+                    .is_some_and(|c| c.fetched_at.elapsed() < REFETCH_AFTER),
+                Err(_) => true,
+            }
+        });
     }
 
     fn slot(&self, channel_id: i64, key: &str) -> Slot {
@@ -256,32 +275,36 @@ impl TokenCache {
         slots.entry((channel_id, digest)).or_default().clone()
     }
 
-    /// A valid access token for `account` (channel `channel`'s key `key`),
-    /// from the cache or a new exchange.
+    /// A valid access token for channel `channel`'s service-account key
+    /// `key`, and the key's `project_id`: from the cache, or from a new
+    /// exchange (the key is only parsed and its RSA key checked then).
     pub async fn token(
         &self,
         http: &reqwest::Client,
         channel: &Channel,
         key: &str,
-        account: &ServiceAccount,
-    ) -> Result<String, GatewayError> {
+    ) -> Result<(String, Option<String>), GatewayError> {
         let slot = self.slot(channel.id, key);
         let mut cached = slot.lock().await;
         if let Some(c) = cached.as_ref()
             && Instant::now() < c.refresh_at
         {
-            return Ok(c.token.expose().to_owned());
+            return Ok((c.token.expose().to_owned(), c.project_id.clone()));
         }
         *cached = None;
+        let account = ServiceAccount::parse(key).map_err(|e| misconfigured(channel, &e))?;
         self.exchanges
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (token, lifetime) = exchange(http, channel, account).await?;
+        let (token, lifetime) = exchange(http, channel, &account).await?;
         let value = token.expose().to_owned();
+        let now = Instant::now();
         *cached = Some(Cached {
             token,
-            refresh_at: Instant::now() + lifetime.saturating_sub(SAFETY_MARGIN),
+            project_id: account.project_id.clone(),
+            fetched_at: now,
+            refresh_at: now + lifetime.saturating_sub(SAFETY_MARGIN),
         });
-        Ok(value)
+        Ok((value, account.project_id))
     }
 }
 
@@ -409,18 +432,15 @@ pub async fn channel_info(
     if !is_vertex(&channel.kind) {
         return Ok(info);
     }
-    let account = ServiceAccount::parse(key).map_err(|e| misconfigured(channel, &e))?;
+    let (token, project_id) = app.vertex_tokens.token(&app.http, channel, key).await?;
     let has_project = info
         .options
         .iter()
         .any(|(k, v)| k == "project" && !v.trim().is_empty());
-    if !has_project && let Some(project) = &account.project_id {
-        info.options.push(("project".to_owned(), project.clone()));
+    if !has_project && let Some(project) = project_id {
+        info.options.push(("project".to_owned(), project));
     }
-    info.api_key = app
-        .vertex_tokens
-        .token(&app.http, channel, key, &account)
-        .await?;
+    info.api_key = token;
     Ok(info)
 }
 

@@ -207,18 +207,40 @@ pub(super) async fn start(
     hold: &mut Option<Hold>,
     slots: &mut Vec<SlotGuard>,
 ) -> Result<Response, GatewayError> {
-    if answered_without_events(&response, framing) {
+    let upstream: Upstream = if answered_without_events(&response, framing) {
         // Some upstreams (Tencent, Coze) report a refused call as 200 with
         // a JSON error body instead of a stream: the adapter reads it as
-        // the error it is.
+        // the error it is. A stream merely labelled JSON is read as one.
         let body = super::collect_response(response, 1024 * 1024, channel).await?;
-        let mapped = lease
-            .instance
-            .map_error(&call, &body)
-            .await
-            .map_err(|f| guest_failure(&lease, f))?;
-        return Err(from_adapter_error(mapped, channel));
-    }
+        if matches!(framing, Framing::Sse) && looks_like_events(&body.body) {
+            Box::pin(futures_util::stream::once(std::future::ready(Ok(
+                Bytes::from(body.body),
+            ))))
+        } else {
+            let mapped = lease
+                .instance
+                .map_error(&call, &body)
+                .await
+                .map_err(|f| guest_failure(&lease, f))?;
+            return Err(match mapped {
+                // Not an error the adapter knows: an answer without the
+                // stream asked for (an upstream ignoring `stream`).
+                adapters::AdapterError::Upstream(u) if (200..300).contains(&u.status) => {
+                    GatewayError::new(
+                        ErrorKind::Upstream,
+                        format!(
+                            "The upstream of channel {} answered a streamed call without a stream.",
+                            channel.id
+                        ),
+                    )
+                    .retryable(true)
+                }
+                other => from_adapter_error(other, channel),
+            });
+        }
+    } else {
+        Box::pin(response.bytes_stream())
+    };
     let framer = framer_for(framing).ok_or_else(|| {
         GatewayError::new(
             ErrorKind::Unsupported,
@@ -235,7 +257,7 @@ pub(super) async fn start(
         lease,
         translator,
         framer,
-        upstream: Box::pin(response.bytes_stream()),
+        upstream,
         usage: None,
         delivered: String::new(),
         delivered_beyond: 0,
@@ -316,6 +338,14 @@ fn answered_without_events(response: &reqwest::Response, framing: Framing) -> bo
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether a body starts the way an event stream does.
+fn looks_like_events(body: &[u8]) -> bool {
+    let start = body.trim_ascii_start();
+    [b"data:".as_slice(), b"event:", b"id:", b":"]
+        .iter()
+        .any(|p| start.starts_with(p))
 }
 
 fn frame(chunk: &[u8]) -> Bytes {

@@ -858,3 +858,37 @@ async fn ledger_entries_that_fail_are_written_by_a_later_sweep() {
     assert_eq!(100_000 - quota, charged);
     assert_eq!(app.logs().await.len(), 2);
 }
+
+/// A credit line's release waits behind a charge of the line that could
+/// not be written: released first, it would refund what the charge draws.
+#[tokio::test]
+async fn a_line_release_waits_behind_its_unwritten_charge() {
+    let (app, _mock) = credit_line_app(10).await;
+    let (user, key) = app.user_with_key(100_000).await;
+    let db = &app.app.state.db;
+    let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
+    sqlx::query(sqlx::AssertSqlSafe(rename("logs", "logs_away")))
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let r = app.chat(&key, metered_body(false)).await;
+    assert_eq!(r.status(), 200);
+    app.settled().await;
+    assert_eq!(app.app.state.billing.release_idle_lines(Duration::ZERO), 1);
+    app.settled().await;
+    assert_eq!(
+        app.open_holds().await,
+        1,
+        "the release waits for the charge"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(rename("logs_away", "logs")))
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(app.app.state.billing.retry_dead_letters().await, 0);
+    assert_eq!(app.open_holds().await, 0);
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!(charged, METERED_COST);
+    assert_eq!(100_000 - quota, charged);
+    assert_eq!(app.logs().await.len(), 1);
+}

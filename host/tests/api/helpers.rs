@@ -367,6 +367,10 @@ pub enum Behavior {
     SlowStream,
     /// Answer plainly after 600 ms.
     Slow,
+    /// Answer a streamed call with the plain completion (`stream` ignored).
+    IgnoresStream,
+    /// Stream, with `content-type: application/json`.
+    StreamLabelledJson,
 }
 
 pub struct MockState {
@@ -596,7 +600,7 @@ async fn mock_chat(
         "prompt_tokens_details": {"cached_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0}
     });
-    if req["stream"] != json!(true) {
+    if req["stream"] != json!(true) || behavior == Behavior::IgnoresStream {
         return Json(json!({
             "id": "chatcmpl-mock",
             "object": "chat.completion",
@@ -636,6 +640,12 @@ async fn mock_chat(
     }
     wire.push_str("data: [DONE]\n\n");
     let cut = behavior == Behavior::CutMidStream;
+    if behavior == Behavior::StreamLabelledJson {
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(wire))
+            .unwrap();
+    }
     if behavior == Behavior::SlowStream {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
         let blocks: Vec<String> = wire.split_inclusive("\n\n").map(str::to_owned).collect();

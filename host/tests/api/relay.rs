@@ -120,6 +120,47 @@ async fn stream_cut_by_the_upstream_ends_with_an_error_event_and_is_billed() {
     assert_eq!(logs[0]["content"], "upstream failed mid-stream");
 }
 
+/// A stream the upstream labels `application/json` is still relayed as a
+/// stream.
+#[tokio::test]
+async fn a_stream_labelled_json_is_relayed() {
+    let (app, mock, _, key) = app_with_channel().await;
+    mock.set(Behavior::StreamLabelledJson);
+    let r = app.chat(&key, chat_body("gpt-4o-mini", true)).await;
+    assert_eq!(r.status(), 200);
+    let data = sse_data(r).await;
+    assert_eq!(chunk_text(&data), MOCK_REPLY);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+}
+
+/// An upstream that answers a streamed call with a plain completion fails
+/// over to the next channel, and the client never sees that answer as an
+/// error message.
+#[tokio::test]
+async fn an_upstream_ignoring_stream_fails_over() {
+    let app = spawn_app().await;
+    let plain = MockUpstream::start("sk-a").await;
+    plain.set(Behavior::IgnoresStream);
+    let healthy = MockUpstream::start("sk-b").await;
+    app.channel(json!({"name": "plain", "secret_key": "sk-a", "base_url": plain.base_url(), "models": "m", "priority": 10}))
+        .await;
+    let (_, key) = app.user_with_key(10_000).await;
+    let r = app.chat(&key, chat_body("m", true)).await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("without a stream"), "{v}");
+    assert!(!message.contains(MOCK_REPLY), "{v}");
+
+    app.channel(json!({"name": "healthy", "secret_key": "sk-b", "base_url": healthy.base_url(), "models": "m", "priority": 0}))
+        .await;
+    let r = app.chat(&key, chat_body("m", true)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(chunk_text(&sse_data(r).await), MOCK_REPLY);
+    assert_eq!(plain.requests(), 2);
+    assert_eq!(healthy.requests(), 1);
+}
+
 #[tokio::test]
 async fn upstream_500_fails_over_to_the_next_channel() {
     let app = spawn_app().await;
