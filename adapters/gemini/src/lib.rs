@@ -219,13 +219,7 @@ fn headers(call: &Call) -> Vec<(String, String)> {
         ("x-goog-api-key".to_owned(), call.channel.api_key.clone()),
         ("content-type".to_owned(), "application/json".to_owned()),
     ];
-    for (name, value) in &call.channel.options {
-        if let Some(header) = name.strip_prefix("header.")
-            && !header.is_empty()
-        {
-            headers.push((header.to_owned(), value.clone()));
-        }
-    }
+    headers.extend(call.channel.option_headers());
     headers
 }
 

@@ -178,13 +178,7 @@ pub fn headers(call: &Call) -> Vec<(String, String)> {
         ),
         ("content-type".to_owned(), "application/json".to_owned()),
     ];
-    for (name, value) in &call.channel.options {
-        if let Some(header) = name.strip_prefix("header.")
-            && !header.is_empty()
-        {
-            headers.push((header.to_owned(), value.clone()));
-        }
-    }
+    headers.extend(call.channel.option_headers());
     headers
 }
 

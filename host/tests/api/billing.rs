@@ -830,12 +830,7 @@ async fn a_line_taken_back_elsewhere_is_closed_here() {
 async fn ledger_entries_that_fail_are_written_by_a_later_sweep() {
     let (app, _mock) = metered_app().await;
     let (user, key) = app.user_with_key(100_000).await;
-    let db = &app.app.state.db;
-    let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
-    sqlx::query(sqlx::AssertSqlSafe(rename("logs", "logs_away")))
-        .execute(db.pool())
-        .await
-        .unwrap();
+    rename_table(&app, "logs", "logs_away").await;
     for stream in [false, true] {
         let r = app.chat(&key, metered_body(stream)).await;
         assert_eq!(r.status(), 200);
@@ -847,10 +842,7 @@ async fn ledger_entries_that_fail_are_written_by_a_later_sweep() {
         2,
         "the settlements could not be written"
     );
-    sqlx::query(sqlx::AssertSqlSafe(rename("logs_away", "logs")))
-        .execute(db.pool())
-        .await
-        .unwrap();
+    rename_table(&app, "logs_away", "logs").await;
     assert_eq!(app.app.state.billing.retry_dead_letters().await, 0);
     assert_eq!(app.open_holds().await, 0);
     let (quota, charged, _) = app.ledger(user).await;
@@ -865,12 +857,7 @@ async fn ledger_entries_that_fail_are_written_by_a_later_sweep() {
 async fn a_line_release_waits_behind_its_unwritten_charge() {
     let (app, _mock) = credit_line_app(10).await;
     let (user, key) = app.user_with_key(100_000).await;
-    let db = &app.app.state.db;
-    let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
-    sqlx::query(sqlx::AssertSqlSafe(rename("logs", "logs_away")))
-        .execute(db.pool())
-        .await
-        .unwrap();
+    rename_table(&app, "logs", "logs_away").await;
     let r = app.chat(&key, metered_body(false)).await;
     assert_eq!(r.status(), 200);
     app.settled().await;
@@ -881,14 +868,22 @@ async fn a_line_release_waits_behind_its_unwritten_charge() {
         1,
         "the release waits for the charge"
     );
-    sqlx::query(sqlx::AssertSqlSafe(rename("logs_away", "logs")))
-        .execute(db.pool())
-        .await
-        .unwrap();
+    rename_table(&app, "logs_away", "logs").await;
     assert_eq!(app.app.state.billing.retry_dead_letters().await, 0);
     assert_eq!(app.open_holds().await, 0);
     let (quota, charged, _) = app.ledger(user).await;
     assert_eq!(charged, METERED_COST);
     assert_eq!(100_000 - quota, charged);
     assert_eq!(app.logs().await.len(), 1);
+}
+
+/// Rename a table: the database refuses every write to the old name.
+async fn rename_table(app: &TestApp, from: &str, to: &str) {
+    let db = &app.app.state.db;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE {from} RENAME TO {to}"
+    )))
+    .execute(db.pool())
+    .await
+    .unwrap();
 }
