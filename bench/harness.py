@@ -278,10 +278,13 @@ http {{
         http_json("POST", f"{base}/channels", {
             "name": "bench-openai", "type": "openai", "secret_key": "sk-upstream-bench",
             "base_url": f"http://127.0.0.1:{MOCK}", "models": OPENAI_MODELS,
+            # Room for the memory scenario's 10 000 open streams (default 200).
+            "max_concurrency": 100_000,
         }, admin)
         http_json("POST", f"{base}/channels", {
             "name": "bench-claude", "type": "anthropic", "secret_key": "sk-ant-upstream-bench",
             "base_url": f"http://127.0.0.1:{MOCK}", "models": CLAUDE_MODELS,
+            "max_concurrency": 100_000,
         }, admin)
         prices = {m: {"model_ratio": 1.0, "completion_ratio": 2.0} for m in OPENAI_MODELS + CLAUDE_MODELS}
         http_json("PUT", f"{base}/pricing", {"models": prices}, admin)

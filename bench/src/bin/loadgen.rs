@@ -213,29 +213,37 @@ async fn streams(client: HttpClient, target: Arc<Target>, concurrency: u64, tota
 async fn hold(client: HttpClient, target: Arc<Target>, open: u64) -> String {
     let opened = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    // Why streams failed, counted by reason ("status 429", "connect: ..."),
+    // so a run that opens fewer streams than asked says why.
+    let reasons = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        String,
+        u64,
+    >::new()));
     let mut tasks = Vec::new();
     for _ in 0..open {
         let (client, target) = (client.clone(), target.clone());
-        let (opened, failed) = (opened.clone(), failed.clone());
+        let (opened, failed, reasons) = (opened.clone(), failed.clone(), reasons.clone());
         tasks.push(tokio::spawn(async move {
-            let fail = || failed.fetch_add(1, Ordering::Relaxed);
-            let Ok(req) = target.request() else {
-                fail();
-                return;
+            let fail = |reason: String| {
+                failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut r) = reasons.lock() {
+                    *r.entry(reason).or_default() += 1;
+                }
+            };
+            let req = match target.request() {
+                Ok(req) => req,
+                Err(e) => return fail(format!("request: {e}")),
             };
             let resp = match client.request(req).await {
                 Ok(r) if r.status().is_success() => r,
-                _ => {
-                    fail();
-                    return;
-                }
+                Ok(r) => return fail(format!("status {}", r.status().as_u16())),
+                Err(e) => return fail(format!("send: {e}")),
             };
             let mut body = resp.into_body();
             let mut first = true;
             while let Some(frame) = body.frame().await {
-                if frame.is_err() {
-                    fail();
-                    return;
+                if let Err(e) = frame {
+                    return fail(format!("body: {e}"));
                 }
                 if first {
                     first = false;
@@ -250,19 +258,44 @@ async fn hold(client: HttpClient, target: Arc<Target>, open: u64) -> String {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let reasons_json = || {
+        let r = reasons.lock().map(|r| r.clone()).unwrap_or_default();
+        let fields: Vec<String> = r
+            .iter()
+            .map(|(k, v)| format!("{}:{v}", json_string(k)))
+            .collect();
+        format!("{{{}}}", fields.join(","))
+    };
     println!(
-        "{{\"open\":{},\"failed\":{}}}",
+        "{{\"open\":{},\"failed\":{},\"reasons\":{}}}",
         opened.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed)
+        failed.load(Ordering::Relaxed),
+        reasons_json()
     );
     for t in tasks {
         let _ = t.await;
     }
     format!(
-        "{{\"mode\":\"hold\",\"opened\":{},\"failed\":{}}}",
+        "{{\"mode\":\"hold\",\"opened\":{},\"failed\":{},\"reasons\":{}}}",
         opened.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed)
+        failed.load(Ordering::Relaxed),
+        reasons_json()
     )
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[tokio::main]

@@ -94,6 +94,15 @@ pub struct Billing {
     /// Keys whose balance could not cover a line, and until when none is
     /// tried again for them (their calls hold one by one meanwhile).
     no_line_until: std::sync::Mutex<HashMap<i64, Instant>>,
+    /// One line opening per key at a time: the calls that find a key's line
+    /// dry wait for the one opening its next line instead of each placing
+    /// a hold of their own (a herd of line-sized holds, all contending for
+    /// the database at once).
+    line_gates: std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    /// Set at shutdown: no line is opened any more.
+    stopping: std::sync::atomic::AtomicBool,
+    /// Credit lines opened since start.
+    lines_opened: AtomicU64,
 }
 
 /// A credit line: quota reserved for one key by one database hold, drawn
@@ -102,6 +111,9 @@ struct Line {
     hold_id: String,
     user_id: i64,
     token_id: i64,
+    /// Below this much left, the key's next line is opened (0: never; a
+    /// line of a few calls is not worth opening twice).
+    refill_below: i64,
     state: std::sync::Mutex<LineState>,
 }
 
@@ -114,21 +126,39 @@ struct LineState {
     closed: bool,
     released: bool,
     last_used: Instant,
+    /// The key's next line is being (or was) opened ahead of this one
+    /// running dry.
+    refilling: bool,
+}
+
+/// How a draw on a credit line went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Draw {
+    /// The line is closed or lacks the amount.
+    Refused,
+    Drawn,
+    /// Drawn, and the line is now low: the caller opens the next one in the
+    /// background, so the key's calls find it ready instead of waiting.
+    DrawnLow,
 }
 
 impl Line {
     /// Draw `amount` for a call, if the line is open and has it.
-    fn draw(&self, amount: i64) -> bool {
+    fn draw(&self, amount: i64) -> Draw {
         let Ok(mut st) = self.state.lock() else {
-            return false;
+            return Draw::Refused;
         };
         if st.closed || st.available < amount {
-            return false;
+            return Draw::Refused;
         }
         st.available -= amount;
         st.open_calls += 1;
         st.last_used = Instant::now();
-        true
+        if !st.refilling && st.available < self.refill_below {
+            st.refilling = true;
+            return Draw::DrawnLow;
+        }
+        Draw::Drawn
     }
 
     /// Settle a call that drew `reserved` and cost `log`'s call `cost`:
@@ -285,6 +315,9 @@ impl Billing {
             dead_letters,
             lines: std::sync::Mutex::new(HashMap::new()),
             no_line_until: std::sync::Mutex::new(HashMap::new()),
+            line_gates: std::sync::Mutex::new(HashMap::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            lines_opened: AtomicU64::new(0),
         });
         billing.refresh_pricing().await?;
         tokio::task::spawn_blocking(tokens::warm_up);
@@ -370,13 +403,15 @@ impl Billing {
             units: req.units.to_vec(),
         });
         if self.config.credit_line_calls > 0 {
-            if let Some(line) = self.draw_line(req.caller.token_id, amount) {
-                return Ok(self.new_hold(&req, price, line.hold_id.clone(), amount, Some(line)));
-            }
-            if self.may_open_line(req.caller.token_id)
-                && let Some(line) = self.open_line(&req, amount).await?
-                && line.draw(amount)
-            {
+            let (user_id, token_id) = (req.caller.user_id, req.caller.token_id);
+            let line = match self.draw_line(user_id, token_id, amount) {
+                Some(line) => Some(line),
+                None if self.may_open_line(token_id) => {
+                    self.draw_or_open_line(user_id, token_id, amount).await?
+                }
+                None => None,
+            };
+            if let Some(line) = line {
                 return Ok(self.new_hold(&req, price, line.hold_id.clone(), amount, Some(line)));
             }
         }
@@ -439,20 +474,92 @@ impl Billing {
         }
     }
 
-    /// Draw on the key's open credit line, if it has room.
-    fn draw_line(&self, token_id: i64, amount: i64) -> Option<Arc<Line>> {
+    /// Draw on the key's open credit line, if it has room. A draw that
+    /// leaves the line low opens the key's next line in the background.
+    fn draw_line(self: &Arc<Self>, user_id: i64, token_id: i64, amount: i64) -> Option<Arc<Line>> {
         let line = self.lines.lock().ok()?.get(&token_id)?.clone();
-        line.draw(amount).then_some(line)
+        match line.draw(amount) {
+            Draw::Refused => None,
+            Draw::Drawn => Some(line),
+            Draw::DrawnLow => {
+                let billing = self.clone();
+                let low = line.clone();
+                tokio::spawn(async move {
+                    billing.refill_line(user_id, token_id, amount, low).await;
+                });
+                Some(line)
+            }
+        }
     }
 
-    /// Open a credit line for the caller's key (replacing one that ran
-    /// dry); `None` if the balance cannot cover it — the call then takes a
-    /// hold of its own.
-    async fn open_line(
-        &self,
-        req: &HoldRequest<'_>,
+    /// The gate a key's line openings pass one at a time.
+    fn line_gate(&self, token_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        match self.line_gates.lock() {
+            Ok(mut gates) => gates.entry(token_id).or_default().clone(),
+            // A poisoned map only costs the single flight.
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// A line with `amount` drawn for the call: the one another call opened
+    /// while this one waited at the key's gate, or a new one. `None` if the
+    /// balance cannot cover a line (the call then takes a hold of its own).
+    async fn draw_or_open_line(
+        self: &Arc<Self>,
+        user_id: i64,
+        token_id: i64,
         amount: i64,
     ) -> Result<Option<Arc<Line>>, GatewayError> {
+        let gate = self.line_gate(token_id);
+        let _opening = gate.lock().await;
+        if let Some(line) = self.draw_line(user_id, token_id, amount) {
+            return Ok(Some(line));
+        }
+        if !self.may_open_line(token_id) {
+            return Ok(None);
+        }
+        let Some(line) = self.open_line(user_id, token_id, amount).await? else {
+            return Ok(None);
+        };
+        Ok((line.draw(amount) != Draw::Refused).then_some(line))
+    }
+
+    /// Open the key's next line before `low` runs dry, unless another call
+    /// replaced it meanwhile. Calls go on drawing on `low` until the new
+    /// line is in place; its rest is then refunded.
+    async fn refill_line(
+        self: Arc<Self>,
+        user_id: i64,
+        token_id: i64,
+        amount: i64,
+        low: Arc<Line>,
+    ) {
+        let gate = self.line_gate(token_id);
+        let _opening = gate.lock().await;
+        let current = self
+            .lines
+            .lock()
+            .ok()
+            .and_then(|lines| lines.get(&token_id).cloned());
+        if !current.is_some_and(|c| Arc::ptr_eq(&c, &low)) || !self.may_open_line(token_id) {
+            return;
+        }
+        if let Err(e) = self.open_line(user_id, token_id, amount).await {
+            tracing::warn!(error = %e, "opening a key's next credit line failed; its calls hold one by one when the current one runs dry");
+        }
+    }
+
+    /// Open a credit line for the key (replacing its current one, which is
+    /// closed); `None` if the balance cannot cover it.
+    async fn open_line(
+        &self,
+        user_id: i64,
+        token_id: i64,
+        amount: i64,
+    ) -> Result<Option<Arc<Line>>, GatewayError> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
         let calls = i64::try_from(self.config.credit_line_calls).unwrap_or(i64::MAX);
         let size = amount.max(1).saturating_mul(calls);
         let id = uuid::Uuid::new_v4().to_string();
@@ -460,13 +567,13 @@ impl Billing {
             .db
             .place_hold(&NewHold {
                 id: id.clone(),
-                user_id: req.caller.user_id,
-                token_id: req.caller.token_id,
+                user_id,
+                token_id,
                 amount: size,
                 model: String::new(),
                 prompt_tokens: 0,
                 price: String::new(),
-                request_id: format!("{LINE_PREFIX}{}", req.caller.token_id),
+                request_id: format!("{LINE_PREFIX}{token_id}"),
                 client_ip: String::new(),
                 is_stream: false,
                 instance: self.instance.clone(),
@@ -477,28 +584,46 @@ impl Billing {
             // Not again for this key until a line has had time to become
             // affordable (a top-up, or its calls settling).
             if let Ok(mut backoff) = self.no_line_until.lock() {
-                backoff.insert(req.caller.token_id, Instant::now() + LINE_BACKOFF);
+                backoff.insert(token_id, Instant::now() + LINE_BACKOFF);
             }
             return Ok(None);
         }
+        self.lines_opened.fetch_add(1, Ordering::Relaxed);
         let line = Arc::new(Line {
             hold_id: id,
-            user_id: req.caller.user_id,
-            token_id: req.caller.token_id,
+            user_id,
+            token_id,
+            refill_below: if calls >= 2 * REFILL_BELOW {
+                size / REFILL_BELOW
+            } else {
+                0
+            },
             state: std::sync::Mutex::new(LineState {
                 available: size,
                 open_calls: 0,
                 closed: false,
                 released: false,
                 last_used: Instant::now(),
+                refilling: false,
             }),
         });
         let replaced = match self.lines.lock() {
-            Ok(mut lines) => lines.insert(req.caller.token_id, line.clone()),
+            Ok(mut lines) => lines.insert(token_id, line.clone()),
             Err(_) => None,
         };
         if let Some(old) = replaced {
             old.close(self);
+        }
+        // Shutdown began while the hold was placed: it may have closed the
+        // lines before this one was listed, so this one closes itself.
+        if self.stopping.load(Ordering::SeqCst) {
+            if let Ok(mut lines) = self.lines.lock()
+                && lines.get(&token_id).is_some_and(|l| Arc::ptr_eq(l, &line))
+            {
+                lines.remove(&token_id);
+            }
+            line.close(self);
+            return Ok(None);
         }
         Ok(Some(line))
     }
@@ -602,8 +727,21 @@ impl Billing {
         }
     }
 
+    /// How many credit lines this instance has opened since it started.
+    pub fn lines_opened(&self) -> u64 {
+        self.lines_opened.load(Ordering::Relaxed)
+    }
+
+    /// At shutdown: open no more lines, and close every idle one.
+    pub fn close_lines(&self) -> usize {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.release_idle_lines(Duration::ZERO)
+    }
+
     /// Close credit lines unused for `idle` (all idle ones with
-    /// `Duration::ZERO`), refunding their rest; how many were closed.
+    /// `Duration::ZERO`), refunding their rest; how many were closed. Also
+    /// forgets the gates of keys with no line and no opening under way, and
+    /// backoffs that ran out.
     pub fn release_idle_lines(&self, idle: Duration) -> usize {
         let closing: Vec<Arc<Line>> = match self.lines.lock() {
             Ok(mut lines) => {
@@ -616,7 +754,15 @@ impl Billing {
             }
             Err(_) => Vec::new(),
         };
-        closing.iter().filter(|line| line.close(self)).count()
+        let closed = closing.iter().filter(|line| line.close(self)).count();
+        if let (Ok(lines), Ok(mut gates)) = (self.lines.lock(), self.line_gates.lock()) {
+            gates.retain(|token, gate| lines.contains_key(token) || Arc::strong_count(gate) > 1);
+        }
+        if let Ok(mut backoff) = self.no_line_until.lock() {
+            let now = Instant::now();
+            backoff.retain(|_, until| *until > now);
+        }
+        closed
     }
 
     /// Wait until every settlement queued so far is written, or put on the
@@ -709,6 +855,10 @@ impl Billing {
 
 /// Entries queued together are written together.
 const LEDGER_BATCH: usize = 256;
+
+/// A key's next credit line is opened once its current one has less than
+/// this fraction (1/4) of its size left.
+const REFILL_BELOW: i64 = 4;
 
 /// How long a key whose balance could not cover a credit line goes without
 /// trying to open one.

@@ -64,6 +64,17 @@ pub struct Settlement {
     pub log: ConsumeLog,
 }
 
+/// Rows per multi-row `INSERT` (20 columns each stays far below every
+/// backend's limit on bound parameters).
+pub(super) const ROWS_PER_INSERT: usize = 50;
+
+/// Whether the line pays all of a charge (no overrun to take from the
+/// balance), so it can be written with the others of its batch.
+fn covered_by_line(c: &LineCharge) -> bool {
+    let cost = c.cost.max(0);
+    c.from_line.clamp(0, cost) == cost
+}
+
 /// A call drawn on a credit line, as the ledger writes it.
 #[derive(Debug, Clone)]
 pub struct LineCharge {
@@ -178,13 +189,139 @@ impl Db {
     }
 
     /// Write several ledger entries in one transaction (holds already
-    /// settled are skipped); all or nothing.
+    /// settled are skipped); all or nothing. The credit-line charges go
+    /// first, written together ([`Db::charge_lines_in`]); settlements and
+    /// line releases follow in their order, so a release comes after every
+    /// charge of its line.
     pub async fn write_ledger(&self, batch: &[LedgerEntry]) -> sqlx::Result<()> {
         let mut tx = self.pool().begin().await?;
+        let charges: Vec<&LineCharge> = batch
+            .iter()
+            .filter_map(|e| match e {
+                LedgerEntry::LineCharge(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        self.charge_lines_in(&mut tx, &charges).await?;
         for entry in batch {
-            self.write_entry_in(&mut tx, entry).await?;
+            if !matches!(entry, LedgerEntry::LineCharge(_)) {
+                self.write_entry_in(&mut tx, entry).await?;
+            }
         }
         tx.commit().await
+    }
+
+    /// Several credit-line charges with a handful of statements instead of
+    /// six each: their marks in one insert, one draw per line, one update
+    /// per user and per key, their log rows in one insert. A charge its
+    /// line cannot cover alone (an overrun, or a line that is gone) is
+    /// applied on its own, as [`Db::charge_line_in`] would.
+    ///
+    /// A mark that already exists means the batch was written before (a
+    /// commit whose outcome was never seen): the batch fails, and the
+    /// writer's one-by-one retry skips what was applied.
+    async fn charge_lines_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        charges: &[&LineCharge],
+    ) -> sqlx::Result<()> {
+        if charges.len() < 2 {
+            for c in charges {
+                self.charge_line_in(tx, c).await?;
+            }
+            return Ok(());
+        }
+        let ts = now();
+        for chunk in charges.chunks(ROWS_PER_INSERT) {
+            let rows = vec!["(?, ?)"; chunk.len()].join(", ");
+            let sql = match self.backend {
+                Backend::Sqlite | Backend::Postgres => format!(
+                    "INSERT INTO ledger_marks (id, created_at) VALUES {rows} ON CONFLICT (id) DO NOTHING"
+                ),
+                Backend::MySql => {
+                    format!("INSERT IGNORE INTO ledger_marks (id, created_at) VALUES {rows}")
+                }
+            };
+            let mut query = self.dynamic(sql);
+            for c in chunk {
+                query = query.bind(c.id.clone()).bind(ts);
+            }
+            let marked = query.execute(&mut **tx).await?;
+            if marked.rows_affected() != chunk.len() as u64 {
+                return Err(sqlx::Error::Protocol(
+                    "a ledger batch holds charges applied before; writing it one by one".into(),
+                ));
+            }
+        }
+        // Draw each line's share at once; a line that is gone, and charges
+        // that need the balance too, are applied one by one.
+        let mut lines: Vec<(&str, i64)> = Vec::new();
+        for c in charges.iter().filter(|c| covered_by_line(c)) {
+            match lines.iter_mut().find(|(l, _)| *l == c.line) {
+                Some((_, sum)) => *sum += c.cost.max(0),
+                None => lines.push((&c.line, c.cost.max(0))),
+            }
+        }
+        let mut gone: Vec<&str> = Vec::new();
+        for (line, sum) in &lines {
+            let drawn = self
+                .q("UPDATE holds SET amount = amount - ? WHERE id = ?")
+                .bind(*sum)
+                .bind((*line).to_owned())
+                .execute(&mut **tx)
+                .await?;
+            if drawn.rows_affected() == 0 {
+                gone.push(line);
+            }
+        }
+        let (together, alone): (Vec<&LineCharge>, Vec<&LineCharge>) = charges
+            .iter()
+            .partition(|c| covered_by_line(c) && !gone.contains(&c.line.as_str()));
+        let mut users: Vec<(i64, i64, i64)> = Vec::new();
+        let mut tokens: Vec<(i64, i64)> = Vec::new();
+        for c in &together {
+            let cost = c.cost.max(0);
+            match users.iter_mut().find(|(u, _, _)| *u == c.log.user_id) {
+                Some((_, sum, requests)) => {
+                    *sum += cost;
+                    *requests += c.counts_as_request;
+                }
+                None => users.push((c.log.user_id, cost, c.counts_as_request)),
+            }
+            match tokens.iter_mut().find(|(t, _)| *t == c.log.token_id) {
+                Some((_, sum)) => *sum += cost,
+                None => tokens.push((c.log.token_id, cost)),
+            }
+        }
+        for (user, sum, requests) in users {
+            self.q("UPDATE users SET used_quota = used_quota + ?, request_count = request_count + ?, updated_at = ? WHERE id = ?")
+                .bind(sum)
+                .bind(requests)
+                .bind(ts)
+                .bind(user)
+                .execute(&mut **tx)
+                .await?;
+        }
+        for (token, sum) in tokens {
+            self.q("UPDATE tokens SET used_quota = used_quota + ?, accessed_at = ? WHERE id = ?")
+                .bind(sum)
+                .bind(ts)
+                .bind(token)
+                .execute(&mut **tx)
+                .await?;
+        }
+        let logs: Vec<ConsumeLog> = together
+            .iter()
+            .map(|c| ConsumeLog {
+                quota: c.cost.max(0),
+                ..c.log.clone()
+            })
+            .collect();
+        self.insert_logs(&logs, tx).await?;
+        for c in alone {
+            self.apply_line_charge_in(tx, c).await?;
+        }
+        Ok(())
     }
 
     /// One ledger entry in its own transaction.
@@ -238,6 +375,17 @@ impl Db {
         if marked.rows_affected() == 0 {
             return Ok(());
         }
+        self.apply_line_charge_in(tx, c).await
+    }
+
+    /// A line charge whose mark is in place: draw the line's share, take
+    /// the rest from the balance, count it, log it.
+    async fn apply_line_charge_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        c: &LineCharge,
+    ) -> sqlx::Result<()> {
+        let ts = now();
         let cost = c.cost.max(0);
         let from_line = c.from_line.clamp(0, cost);
         let drawn = self

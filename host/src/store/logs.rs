@@ -89,6 +89,46 @@ impl Db {
         Ok(())
     }
 
+    /// Several log rows, in multi-row inserts.
+    pub(super) async fn insert_logs(
+        &self,
+        logs: &[ConsumeLog],
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ) -> sqlx::Result<()> {
+        let ts = now();
+        for chunk in logs.chunks(super::holds::ROWS_PER_INSERT) {
+            let rows =
+                vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()]
+                    .join(", ");
+            let mut query = self.dynamic(format!("INSERT INTO logs (created_at, kind, user_id, token_id, channel_id, model, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, quota, price, latency_ms, first_token_ms, is_stream, status_code, request_id, client_ip, content) VALUES {rows}"));
+            for log in chunk {
+                query = query
+                    .bind(ts)
+                    .bind(log.kind)
+                    .bind(log.user_id)
+                    .bind(log.token_id)
+                    .bind(log.channel_id)
+                    .bind(log.model.clone())
+                    .bind(log.prompt_tokens)
+                    .bind(log.completion_tokens)
+                    .bind(log.cached_tokens)
+                    .bind(log.cache_write_tokens)
+                    .bind(log.reasoning_tokens)
+                    .bind(log.quota)
+                    .bind(log.price.clone())
+                    .bind(log.latency_ms)
+                    .bind(log.first_token_ms)
+                    .bind(i64::from(log.is_stream))
+                    .bind(log.status_code)
+                    .bind(log.request_id.clone())
+                    .bind(log.client_ip.clone())
+                    .bind(log.content.clone());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
     /// The most recent log rows, newest first.
     pub async fn recent_logs(&self, limit: i64) -> sqlx::Result<Vec<LogRow>> {
         self.qa::<LogRow>("SELECT id, created_at, kind, user_id, token_id, channel_id, model, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, quota, price, latency_ms, first_token_ms, is_stream, status_code, request_id, client_ip, content FROM logs ORDER BY id DESC LIMIT ?")

@@ -159,6 +159,16 @@ impl Db {
         sqlx::query(AssertSqlSafe(self.sql(sql)))
     }
 
+    /// A query over SQL built at run time (multi-row inserts; the text
+    /// holds placeholders only, never values).
+    pub(crate) fn dynamic<'a>(&self, sql: String) -> AnyQuery<'a> {
+        let text: Cow<'static, str> = match self.backend {
+            Backend::Postgres => Cow::Owned(numbered_placeholders(&sql)),
+            _ => Cow::Owned(sql),
+        };
+        sqlx::query(AssertSqlSafe(text))
+    }
+
     /// An `INSERT` query whose execution by [`Db::insert_id`] yields the new
     /// row's id (`RETURNING id` where the backend has it).
     pub(crate) fn insert_query<'a>(&self, sql: &'static str) -> AnyQuery<'a> {

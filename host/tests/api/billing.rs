@@ -755,6 +755,150 @@ async fn a_line_charge_written_twice_is_applied_once() {
     assert_eq!(app.logs().await.len(), logs_before + 1);
 }
 
+/// Calls that find their key without a line wait for the one opening it
+/// instead of each opening their own, and the next line is opened before
+/// the current one runs dry; every call is still billed exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_opens_one_line_at_a_time_and_the_next_ahead() {
+    let (app, _mock) = credit_line_app(10).await;
+    let billing = &app.app.state.billing;
+    let (user, key) = app.user_with_key(1_000_000).await;
+
+    // Sequential calls: the line (ten holds) has room for the calls while
+    // what is left covers a hold; the next line opens in the background
+    // once a draw leaves less than a quarter, well before that.
+    let (hold, cost) = (hold_for_metered(), METERED_COST);
+    let room = (9 * hold / cost + 1) as usize;
+    let mut sequential = 0;
+    while billing.lines_opened() < 2 && sequential < room {
+        let r = app.chat(&key, metered_body(false)).await;
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+        sequential += 1;
+        app.settled().await;
+        for _ in 0..100 {
+            if billing.lines_opened() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(billing.lines_opened(), 2, "the next line opened");
+    assert!(
+        sequential < room,
+        "it opened after {sequential} calls, before the line ran dry ({room})"
+    );
+
+    // Forty calls at once on a fresh key: a handful of lines, not one per
+    // call that found none.
+    let (user2, key2) = app.user_with_key(1_000_000).await;
+    let before = billing.lines_opened();
+    let calls: Vec<_> = (0..40)
+        .map(|i| {
+            let (client, url, key2) = (
+                app.client.clone(),
+                app.url("/v1/chat/completions"),
+                key2.clone(),
+            );
+            tokio::spawn(async move {
+                let r = client
+                    .post(url)
+                    .bearer_auth(key2)
+                    .json(&metered_body(i % 2 == 0))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap();
+            })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap();
+    }
+    app.settled().await;
+    let opened = billing.lines_opened() - before;
+    assert!(
+        (1..=8).contains(&opened),
+        "40 calls on 10-call lines opened {opened} lines"
+    );
+    for (user, calls) in [(user, sequential as i64), (user2, 40)] {
+        let (quota, charged, _) = app.ledger(user).await;
+        assert_eq!(charged, calls * METERED_COST);
+        assert_eq!(quota + held(&app, user).await + charged, 1_000_000);
+    }
+    billing.release_idle_lines(Duration::ZERO);
+    app.settled().await;
+    assert_eq!(app.open_holds().await, 0);
+    for (user, calls) in [(user, sequential as i64), (user2, 40)] {
+        let (quota, _, _) = app.ledger(user).await;
+        assert_eq!(quota, 1_000_000 - calls * METERED_COST);
+    }
+}
+
+/// A batch of line charges is written with a few statements: each line's
+/// share drawn at once, a charge the line cannot cover (an overrun, a line
+/// that is gone) from the balance, every log row kept. Written again (a
+/// commit whose outcome was never seen), the batch is refused whole and
+/// its entries, retried one by one, change nothing.
+#[tokio::test]
+async fn a_batch_of_line_charges_is_written_together_and_once() {
+    let (app, _mock) = credit_line_app(100).await;
+    let (user, key) = app.user_with_key(1_000_000).await;
+    let r = app.chat(&key, metered_body(false)).await;
+    assert_eq!(r.status(), 200);
+    app.settled().await;
+    let (line, left) = line_hold(&app, user).await;
+    let (quota_before, charged_before, _) = app.ledger(user).await;
+    let logs_before = app.logs().await.len();
+
+    let charge = |i: usize, line: &str, from_line: i64, cost: i64| {
+        transit::store::LedgerEntry::LineCharge(transit::store::LineCharge {
+            id: format!("batch-{i}"),
+            line: line.to_owned(),
+            from_line,
+            cost,
+            counts_as_request: 1,
+            log: transit::store::ConsumeLog {
+                kind: "consume",
+                user_id: user,
+                model: "metered".into(),
+                ..Default::default()
+            },
+        })
+    };
+    // 120 covered charges of 3 (more than one multi-row insert), an
+    // overrun (5 from the line, 4 more from the balance) and a charge on a
+    // line that is gone (all 6 from the balance).
+    let mut batch: Vec<_> = (0..120).map(|i| charge(i, &line, 3, 3)).collect();
+    batch.push(charge(120, &line, 5, 9));
+    batch.push(charge(121, "no-such-line", 6, 6));
+    let db = &app.app.state.db;
+    db.write_ledger(&batch).await.unwrap();
+
+    assert_eq!(line_hold(&app, user).await, (line.clone(), left - 360 - 5));
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!(charged, charged_before + 360 + 9 + 6);
+    assert_eq!(quota, quota_before - 4 - 6);
+    let logs = app.logs().await;
+    assert_eq!(logs.len(), logs_before + 122);
+    assert_eq!(app.user(user).await["request_count"], 1 + 122);
+
+    assert!(
+        db.write_ledger(&batch).await.is_err(),
+        "a batch written before is refused"
+    );
+    for entry in &batch {
+        db.write_entry(entry).await.unwrap();
+    }
+    assert_eq!(line_hold(&app, user).await, (line, left - 365));
+    assert_eq!(
+        app.ledger(user).await,
+        (quota, charged, app.ledger(user).await.2)
+    );
+    assert_eq!(app.logs().await.len(), logs_before + 122);
+}
+
 /// The recovery sweep only takes a hold whose lease is still expired when
 /// it settles it: a hold its owner renewed meanwhile stays with the owner.
 #[tokio::test]
