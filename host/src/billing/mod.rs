@@ -856,6 +856,12 @@ impl Billing {
 /// Entries queued together are written together.
 const LEDGER_BATCH: usize = 256;
 
+/// How long the ledger writer lets a batch gather before writing it. What
+/// is queued lives in memory until written, so this is added to what a
+/// crash can lose (see the README's Billing section: holds and lines in
+/// the database are recovered either way).
+const LEDGER_LINGER: Duration = Duration::from_millis(5);
+
 /// A key's next credit line is opened once its current one has less than
 /// this fraction (1/4) of its size left.
 const REFILL_BELOW: i64 = 4;
@@ -888,6 +894,18 @@ async fn write_ledger(
     let mut batch = Vec::with_capacity(LEDGER_BATCH);
     let mut count = 0u64;
     while queue.recv_many(&mut batch, LEDGER_BATCH).await > 0 {
+        // Let a batch gather for a moment: one commit then carries the
+        // entries of a few milliseconds even at low concurrency, where each
+        // would otherwise be a transaction of its own.
+        if batch.len() < LEDGER_BATCH {
+            tokio::time::sleep(LEDGER_LINGER).await;
+            while batch.len() < LEDGER_BATCH {
+                match queue.try_recv() {
+                    Ok(entry) => batch.push(entry),
+                    Err(_) => break,
+                }
+            }
+        }
         count += batch.len() as u64;
         wait_behind_dead_letters(&dead_letters, &mut batch);
         if !batch.is_empty()
