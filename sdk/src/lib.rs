@@ -52,6 +52,7 @@ pub mod openai;
 pub mod sse;
 pub mod testing;
 pub mod time;
+pub mod url;
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -191,6 +192,14 @@ impl Usage {
             reasoning_tokens: 0,
             units: Vec::new(),
         }
+    }
+
+    /// Usage of `amount` of a per-call unit (`images`, `seconds`), priced
+    /// by models with a per-call price.
+    pub fn units(name: &str, amount: u64) -> Self {
+        let mut usage = Self::tokens(0, 0);
+        usage.units = vec![(name.to_owned(), amount)];
+        usage
     }
 }
 

@@ -43,7 +43,7 @@
 use serde_json::{Map, Value};
 use transit_adapter_sdk::json::{self, present, seconds_of, string};
 use transit_adapter_sdk::prelude::*;
-use transit_adapter_sdk::{LogLevel, RateLimit, UpstreamError};
+use transit_adapter_sdk::{LogLevel, RateLimit, UpstreamError, url};
 
 pub struct ApiMart;
 
@@ -98,13 +98,17 @@ impl Adapter for ApiMart {
                 (
                     "videos/generations",
                     request,
-                    seconds.map(|s| units("seconds", s)),
+                    seconds.map(|s| Usage::units("seconds", s)),
                 )
             }
             "images.generations" => {
                 reject_multipart(call)?;
                 let (request, n) = image_body(call, &json::parse_object(body)?)?;
-                ("images/generations", request, Some(units("images", n)))
+                (
+                    "images/generations",
+                    request,
+                    Some(Usage::units("images", n)),
+                )
             }
             _ => return Err(errors::unsupported_endpoint(call)),
         };
@@ -138,8 +142,8 @@ impl Adapter for ApiMart {
             &call.channel.base_url,
             &format!(
                 "tasks/{}?language={}",
-                path_segment(upstream_id)?,
-                path_segment(language)?
+                url::id_segment(upstream_id)?,
+                url::encode(language)
             ),
         );
         let mut headers = openai::bearer_headers(call);
@@ -402,28 +406,6 @@ fn metadata_of(request: &Map<String, Value>) -> Result<Map<String, Value>, Adapt
     }
 }
 
-fn units(name: &str, amount: u64) -> Usage {
-    let mut usage = Usage::tokens(0, 0);
-    usage.units = vec![(name.to_owned(), amount)];
-    usage
-}
-
-/// An upstream id or option as one URL path or query component.
-fn path_segment(id: &str) -> Result<String, AdapterError> {
-    if id.is_empty() {
-        return Err(errors::internal("empty upstream task id"));
-    }
-    let mut out = String::with_capacity(id.len());
-    for byte in id.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    Ok(out)
-}
-
 // ---------------------------------------------------------------------------
 // Answers
 // ---------------------------------------------------------------------------
@@ -563,9 +545,9 @@ fn finished(task: &Value) -> TaskState {
         );
     }
     let usage = if !images.is_empty() {
-        Some(units("images", images.len() as u64))
+        Some(Usage::units("images", images.len() as u64))
     } else {
-        duration_of(task).map(|seconds| units("seconds", seconds))
+        duration_of(task).map(|seconds| Usage::units("seconds", seconds))
     };
     let mut state = TaskState::succeeded(urls);
     state.usage = usage;

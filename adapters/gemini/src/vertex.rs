@@ -27,6 +27,7 @@
 
 use serde_json::{Map, Value, json};
 use transit_adapter_sdk::prelude::*;
+use transit_adapter_sdk::url;
 
 /// Channel types that are Vertex AI.
 pub const KINDS: &[&str] = &["vertex", "vertex-ai"];
@@ -115,8 +116,9 @@ pub fn api_base(call: &Call) -> Result<String, AdapterError> {
     }
     let version = option(call, "api-version")
         .map(|v| v.trim_matches('/'))
+        .filter(|v| !v.is_empty())
         .unwrap_or(API_VERSION);
-    Ok(format!("{base}/{version}"))
+    Ok(format!("{base}/{}", url::encode(version)))
 }
 
 /// The model's resource path under the location: `publishers/google/models/NAME`
@@ -141,21 +143,9 @@ pub fn model_path(model: &str) -> Result<String, AdapterError> {
     }
     Ok(format!(
         "publishers/{}/models/{}",
-        encode(publisher),
-        encode(id)
+        url::encode(publisher),
+        url::encode(id)
     ))
-}
-
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The URL of `action` (`generateContent`, `predict`, …) on the call's model.

@@ -63,7 +63,7 @@ use serde_json::{Map, Value};
 use transit_adapter_sdk::crypto::jwt_hs256;
 use transit_adapter_sdk::json::{self, present, seconds_of, string};
 use transit_adapter_sdk::prelude::*;
-use transit_adapter_sdk::{RateLimit, UpstreamError};
+use transit_adapter_sdk::{RateLimit, UpstreamError, url};
 
 pub struct Kling;
 
@@ -172,11 +172,11 @@ impl Adapter for Kling {
         let (kind, upstream_body, usage) = match call.endpoint.as_str() {
             "videos" | "video.generations" => {
                 let (kind, body, seconds) = video_body(call, &request)?;
-                (kind, body, units("seconds", seconds))
+                (kind, body, Usage::units("seconds", seconds))
             }
             "images.generations" => {
                 let (body, n) = image_body(call, &request)?;
-                (Kind::Images, body, units("images", n))
+                (Kind::Images, body, Usage::units("images", n))
             }
             _ => return Err(errors::unsupported_endpoint(call)),
         };
@@ -235,7 +235,7 @@ impl Adapter for Kling {
         };
         let url = openai::endpoint_url(
             &call.channel.base_url,
-            &format!("{}/{}", kind.path(), path_segment(task_id)?),
+            &format!("{}/{}", kind.path(), url::id_segment(task_id)?),
         );
         Ok(UpstreamRequest::get(url, auth_headers(call)?))
     }
@@ -556,28 +556,6 @@ fn unique_suffix() -> String {
     format!("{:x}{:016x}", nanos, hasher.finish())
 }
 
-fn units(name: &str, amount: u64) -> Usage {
-    let mut usage = Usage::tokens(0, 0);
-    usage.units = vec![(name.to_owned(), amount)];
-    usage
-}
-
-/// A task id as one URL path segment, percent-encoded.
-fn path_segment(id: &str) -> Result<String, AdapterError> {
-    if id.is_empty() {
-        return Err(errors::internal("empty upstream task id"));
-    }
-    let mut out = String::with_capacity(id.len());
-    for byte in id.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    Ok(out)
-}
-
 // ---------------------------------------------------------------------------
 // Answers
 // ---------------------------------------------------------------------------
@@ -695,9 +673,9 @@ fn finished(data: &Value) -> TaskState {
             })
             .filter(|d| d.is_finite() && *d > 0.0)
             .sum();
-        (seconds > 0.0).then(|| units("seconds", seconds.round() as u64))
+        (seconds > 0.0).then(|| Usage::units("seconds", seconds.round() as u64))
     } else {
-        Some(units("images", urls.len() as u64))
+        Some(Usage::units("images", urls.len() as u64))
     };
     let mut state = TaskState::succeeded(urls);
     state.usage = usage;

@@ -27,7 +27,9 @@
 use serde_json::{Map, Value};
 use transit_adapter_sdk::prelude::*;
 
-use crate::{Provider, encode, fail};
+use transit_adapter_sdk::url::encode;
+
+use crate::{Provider, fail};
 
 /// The `api-version` used when the channel sets none (the latest GA data
 /// plane version).

@@ -22,7 +22,9 @@
 use serde_json::{Map, Value};
 use transit_adapter_sdk::prelude::*;
 
-use crate::{Provider, bearer, encode, fail, has_path, max_tokens_from_completion};
+use transit_adapter_sdk::url::encode;
+
+use crate::{Provider, bearer, fail, has_path, max_tokens_from_completion};
 
 /// `(account id, API token)` of a call.
 fn credentials(call: &Call) -> (Option<String>, String) {

@@ -202,19 +202,6 @@ pub(crate) fn has_path(base: &str) -> bool {
         .contains('/')
 }
 
-/// Percent-encode a URL path segment or query value.
-pub(crate) fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Map `max_completion_tokens` to `max_tokens` for upstreams that only read
 /// the older name.
 pub(crate) fn max_tokens_from_completion(request: &mut Map<String, Value>) {
@@ -764,7 +751,6 @@ mod tests {
     fn helpers() {
         assert!(has_path("https://open.bigmodel.cn/api/paas/v4"));
         assert!(!has_path("http://127.0.0.1:9000/"));
-        assert_eq!(encode("gpt-4o prod/1"), "gpt-4o%20prod%2F1");
         let mut m: Map<String, Value> =
             serde_json::from_str(r#"{"max_completion_tokens":9}"#).unwrap();
         max_tokens_from_completion(&mut m);

@@ -202,7 +202,7 @@ fn speech_request(call: &Call, body: &[u8], url: String) -> Result<UpstreamReque
     let mut upstream =
         UpstreamRequest::post_json(url, openai::bearer_headers(call), json::to_vec(&request)?);
     upstream.framing = Framing::Raw;
-    upstream.usage = Some(units("characters", characters));
+    upstream.usage = Some(Usage::units("characters", characters));
     Ok(upstream)
 }
 
@@ -290,13 +290,6 @@ fn upstream_object(response: &UpstreamResponse) -> Result<Map<String, Value>, Ad
     }
 }
 
-/// Usage of no tokens and `count` of `unit`.
-fn units(unit: &str, count: u64) -> Usage {
-    let mut usage = Usage::tokens(0, 0);
-    usage.units = vec![(unit.to_owned(), count)];
-    usage
-}
-
 /// A non-negative JSON number rounded up to a whole count (seconds of
 /// audio, search units).
 fn round_up(value: &Value) -> Option<u64> {
@@ -330,14 +323,14 @@ fn transcript_usage(answer: &Map<String, Value>) -> Option<Usage> {
     let billed_seconds = || usage.and_then(|u| u.get("seconds")).and_then(round_up);
     let reported = match usage.and_then(|u| u.get("type")).and_then(Value::as_str) {
         Some("tokens") => tokens(),
-        Some("duration") => billed_seconds().map(|s| units("seconds", s)),
+        Some("duration") => billed_seconds().map(|s| Usage::units("seconds", s)),
         _ => None,
     };
     reported.or_else(|| {
         answer
             .get("duration")
             .and_then(round_up)
-            .map(|s| units("seconds", s))
+            .map(|s| Usage::units("seconds", s))
     })
 }
 
@@ -354,7 +347,7 @@ fn rerank_usage(answer: &Map<String, Value>) -> Option<Usage> {
         .and_then(|m| m.get("billed_units"))
         .and_then(|b| b.get("search_units"))
         .and_then(round_up)
-        .map(|n| units("searches", n))
+        .map(|n| Usage::units("searches", n))
 }
 
 /// Stream translator for OpenAI's media event streams: streamed image

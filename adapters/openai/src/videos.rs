@@ -18,6 +18,7 @@
 use serde_json::{Map, Value};
 use transit_adapter_sdk::json::{self, present, seconds_of};
 use transit_adapter_sdk::prelude::*;
+use transit_adapter_sdk::url;
 
 /// OpenAI's default clip length, in seconds, when a request names none.
 const DEFAULT_SECONDS: u64 = 4;
@@ -203,7 +204,7 @@ pub fn parse_submit(response: &UpstreamResponse) -> Result<Submitted, AdapterErr
 pub fn prepare_poll(call: &Call, upstream_id: &str) -> Result<UpstreamRequest, AdapterError> {
     let url = openai::endpoint_url(
         &call.channel.base_url,
-        &format!("videos/{}", path_segment(upstream_id)?),
+        &format!("videos/{}", url::id_segment(upstream_id)?),
     );
     Ok(UpstreamRequest::get(url, auth_headers(call)))
 }
@@ -259,7 +260,7 @@ pub fn prepare_content(
         &call.channel.base_url,
         &format!(
             "videos/{}/content?variant={variant}",
-            path_segment(upstream_id)?
+            url::id_segment(upstream_id)?
         ),
     );
     let mut headers = auth_headers(call);
@@ -305,22 +306,6 @@ fn status_of(status: &str) -> Result<TaskStatus, AdapterError> {
             format!("the upstream reported an unknown video status `{other}`"),
         )),
     }
-}
-
-/// An upstream id as one URL path segment, percent-encoded.
-fn path_segment(id: &str) -> Result<String, AdapterError> {
-    if id.is_empty() {
-        return Err(errors::internal("empty upstream task id"));
-    }
-    let mut out = String::with_capacity(id.len());
-    for byte in id.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -223,6 +223,28 @@ fn channel_json(row: &ChannelRow) -> Value {
 }
 
 /// Apply `input` over `base` (a new channel's defaults, or the stored one).
+/// A Vertex AI channel's keys must be service-account JSON keys with a
+/// usable RSA key: refused when saved rather than at the first call. The
+/// answer names the key by its position, never quotes it.
+fn check_vertex_keys(kind: &str, secret: &str) -> Result<(), GatewayError> {
+    if !crate::channels::vertex::is_vertex(kind) {
+        return Ok(());
+    }
+    for (i, key) in crate::channels::vertex::split_keys(secret)
+        .iter()
+        .enumerate()
+    {
+        if let Err(why) = crate::channels::vertex::ServiceAccount::parse(key.expose()) {
+            return Err(GatewayError::invalid(format!(
+                "Key {} of `secret_key` is not a usable Vertex AI service-account key: {why}.",
+                i + 1
+            ))
+            .with_param("secret_key"));
+        }
+    }
+    Ok(())
+}
+
 fn merge_channel(
     app: &AppState,
     base: Option<&ChannelRow>,
@@ -245,7 +267,10 @@ fn merge_channel(
         .filter(|n| !n.trim().is_empty())
         .ok_or_else(|| GatewayError::invalid("`name` is required.").with_param("name"))?;
     let secret_enc = match (input.secret_key, base) {
-        (Some(k), _) if !k.trim().is_empty() => app.secrets.encrypt(k.trim())?,
+        (Some(k), _) if !k.trim().is_empty() => {
+            check_vertex_keys(&kind, k.trim())?;
+            app.secrets.encrypt(k.trim())?
+        }
         (Some(_), _) | (None, None) => {
             return Err(GatewayError::invalid("`secret_key` is required.").with_param("secret_key"));
         }

@@ -53,6 +53,9 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// project missing a role answers 403 to every call; that must not become
 /// one exchange per call).
 const REFETCH_AFTER: Duration = Duration::from_secs(30);
+/// How long a failed exchange's error is answered before the key is traded
+/// again.
+const FAILURE_KEPT: Duration = Duration::from_secs(5);
 
 /// Whether channels of `kind` use a service-account key.
 pub fn is_vertex(kind: &str) -> bool {
@@ -217,9 +220,18 @@ struct Cached {
     refresh_at: Instant,
 }
 
-/// One (channel, key)'s token; its lock makes concurrent callers share one
-/// exchange.
-type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+/// One (channel, key)'s token, or its last failed exchange; its lock makes
+/// concurrent callers share one exchange.
+type Slot = Arc<tokio::sync::Mutex<SlotState>>;
+
+#[derive(Default)]
+struct SlotState {
+    cached: Option<Cached>,
+    /// The last exchange failed: callers get its error until then instead
+    /// of each trying again in turn (each waiting up to the exchange
+    /// timeout when the token endpoint hangs).
+    failed: Option<(GatewayError, Instant)>,
+}
 
 /// Access tokens by (channel id, SHA-256 of the key). Lives in the app
 /// state.
@@ -257,10 +269,20 @@ impl TokenCache {
                 return true;
             }
             // A slot being filled right now holds a fresh token.
+            // So does one whose exchange just failed: its failure is
+            // answered for a while (this is how a refused exchange ends up
+            // here too).
             match slot.try_lock() {
-                Ok(cached) => cached
-                    .as_ref()
-                    .is_some_and(|c| c.fetched_at.elapsed() < REFETCH_AFTER),
+                Ok(state) => {
+                    state
+                        .cached
+                        .as_ref()
+                        .is_some_and(|c| c.fetched_at.elapsed() < REFETCH_AFTER)
+                        || state
+                            .failed
+                            .as_ref()
+                            .is_some_and(|(_, until)| Instant::now() < *until)
+                }
                 Err(_) => true,
             }
         });
@@ -285,26 +307,45 @@ impl TokenCache {
         key: &str,
     ) -> Result<(String, Option<String>), GatewayError> {
         let slot = self.slot(channel.id, key);
-        let mut cached = slot.lock().await;
-        if let Some(c) = cached.as_ref()
+        let mut state = slot.lock().await;
+        if let Some(c) = state.cached.as_ref()
             && Instant::now() < c.refresh_at
         {
             return Ok((c.token.expose().to_owned(), c.project_id.clone()));
         }
-        *cached = None;
-        let account = ServiceAccount::parse(key).map_err(|e| misconfigured(channel, &e))?;
-        self.exchanges
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (token, lifetime) = exchange(http, channel, &account).await?;
+        if let Some((error, until)) = &state.failed
+            && Instant::now() < *until
+        {
+            return Err(error.clone());
+        }
+        state.cached = None;
+        state.failed = None;
+        let fetched = match ServiceAccount::parse(key) {
+            Ok(account) => {
+                self.exchanges
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                exchange(http, channel, &account)
+                    .await
+                    .map(|(token, lifetime)| (token, lifetime, account.project_id))
+            }
+            Err(e) => Err(misconfigured(channel, &e)),
+        };
+        let (token, lifetime, project_id) = match fetched {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                state.failed = Some((e.clone(), Instant::now() + FAILURE_KEPT));
+                return Err(e);
+            }
+        };
         let value = token.expose().to_owned();
         let now = Instant::now();
-        *cached = Some(Cached {
+        state.cached = Some(Cached {
             token,
-            project_id: account.project_id.clone(),
+            project_id: project_id.clone(),
             fetched_at: now,
             refresh_at: now + lifetime.saturating_sub(SAFETY_MARGIN),
         });
-        Ok((value, account.project_id))
+        Ok((value, project_id))
     }
 }
 

@@ -667,6 +667,11 @@ async fn attempt(
         ))
         .retryable(true)
     })?;
+    // The channel's key, or the access token it stands for (Vertex AI):
+    // fetched before an instance is leased, so a slow token endpoint holds
+    // no instance.
+    let channel_info: ChannelInfo =
+        crate::channels::vertex::channel_info(app, channel, key_index).await?;
     let mut lease = app.runtime.instantiate(&adapter).await.map_err(|e| {
         GatewayError::unavailable(format!("No adapter instance is free: {e}")).retryable(true)
     })?;
@@ -691,9 +696,6 @@ async fn attempt(
         },
         None => (probe.endpoint, body),
     };
-    // The channel's key, or the access token it stands for (Vertex AI).
-    let channel_info: ChannelInfo =
-        crate::channels::vertex::channel_info(app, channel, key_index).await?;
     let call = Call {
         endpoint: endpoint.to_owned(),
         model: channel.upstream_model(&probe.model).to_owned(),

@@ -447,11 +447,11 @@ async fn submit_upstream(
         GatewayError::unavailable(format!("The adapter `{}` is not loaded.", channel.adapter))
             .retryable(true)
     })?;
+    let call = task_call(app, endpoint, model, channel, key_index, headers).await?;
     let mut lease = app.runtime.instantiate(&adapter).await.map_err(|e| {
         GatewayError::unavailable(format!("No adapter instance is free: {e}")).retryable(true)
     })?;
     lease.instance.set_log_name(&adapter.info.name);
-    let call = task_call(endpoint, model, channel, key_index, headers);
     let req = lease
         .instance
         .prepare_submit(&call, body)
@@ -727,14 +727,22 @@ async fn content(app: &AppState, task: &TaskRow, variant: &str) -> Result<Respon
     let (Some(channel), Some(adapter)) = (channel, adapter) else {
         return redirect(task, variant);
     };
+    let key_index = usize::try_from(task.key_index).unwrap_or(0);
+    let call = task_call(
+        app,
+        &task.endpoint,
+        &task.model,
+        &channel,
+        key_index,
+        Vec::new(),
+    )
+    .await?;
     let mut lease = app
         .runtime
         .instantiate(&adapter)
         .await
         .map_err(|e| GatewayError::unavailable(format!("No adapter instance is free: {e}")))?;
     lease.instance.set_log_name(&adapter.info.name);
-    let key_index = usize::try_from(task.key_index).unwrap_or(0);
-    let call = task_call(&task.endpoint, &task.model, &channel, key_index, Vec::new());
     let mut req = match lease
         .instance
         .prepare_content(&call, &task.upstream_id, variant)

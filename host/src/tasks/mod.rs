@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::adapters::{Call, ChannelInfo, TaskState, TaskStatus, Usage};
+use crate::adapters::{Call, TaskState, TaskStatus, Usage};
 use crate::billing::PriceSnapshot;
 use crate::channels::Channel;
 use crate::error::GatewayError;
@@ -119,30 +119,25 @@ fn now_ms() -> i64 {
 }
 
 /// The adapter's view of a call for task `endpoint` on `channel`.
-fn task_call(
+/// A task call through `channel`'s key `key_index` (or, for Vertex AI, the
+/// access token it stands for; fetched before an adapter instance is
+/// leased, so a slow token endpoint holds no instance).
+async fn task_call(
+    app: &AppState,
     endpoint: &str,
     model: &str,
     channel: &Channel,
     key_index: usize,
     headers: Vec<(String, String)>,
-) -> Call {
-    Call {
+) -> Result<Call, GatewayError> {
+    Ok(Call {
         endpoint: endpoint.to_owned(),
         model: channel.upstream_model(model).to_owned(),
         stream: false,
         include_usage: false,
         headers,
-        channel: ChannelInfo {
-            kind: channel.kind.clone(),
-            base_url: channel.base_url.clone(),
-            api_key: channel
-                .keys
-                .get(key_index)
-                .map(|k| k.expose().to_owned())
-                .unwrap_or_default(),
-            options: channel.options.clone(),
-        },
-    }
+        channel: crate::channels::vertex::channel_info(app, channel, key_index).await?,
+    })
 }
 
 fn status_str(status: TaskStatus) -> &'static str {
@@ -394,15 +389,22 @@ async fn poll_upstream(app: &AppState, task: &TaskRow) -> Result<TaskState, Gate
     let adapter = app.runtime.get(&channel.adapter).ok_or_else(|| {
         GatewayError::unavailable(format!("the adapter `{}` is not loaded", channel.adapter))
     })?;
+    let key_index = usize::try_from(task.key_index).unwrap_or(0);
+    let call = task_call(
+        app,
+        &task.endpoint,
+        &task.model,
+        &channel,
+        key_index,
+        Vec::new(),
+    )
+    .await?;
     let mut lease = app
         .runtime
         .instantiate(&adapter)
         .await
         .map_err(|e| GatewayError::unavailable(format!("no adapter instance is free: {e}")))?;
     lease.instance.set_log_name(&adapter.info.name);
-    let key_index = usize::try_from(task.key_index).unwrap_or(0);
-    let mut call = task_call(&task.endpoint, &task.model, &channel, key_index, Vec::new());
-    call.channel = crate::channels::vertex::channel_info(app, &channel, key_index).await?;
     let req = lease
         .instance
         .prepare_poll(&call, &task.upstream_id)

@@ -326,8 +326,50 @@ async fn upstream_errors_reach_the_client_in_openai_shape() {
 
 #[tokio::test]
 async fn bad_service_account_keys_give_clear_errors() {
-    // Not a service-account key at all.
-    let (app, mock, key) = vertex_app(json!({"secret_key": "AIzaSyNotAServiceAccount"})).await;
+    // Refused when the channel is saved, without quoting the key: not a
+    // service-account key at all, and a key with no private key in it.
+    let app = spawn_app().await;
+    let broken =
+        json!({"type": "service_account", "client_email": CLIENT_EMAIL, "project_id": PROJECT})
+            .to_string();
+    for (secret, why) in [
+        ("AIzaSyNotAServiceAccount", "service-account"),
+        (broken.as_str(), "private_key"),
+    ] {
+        let r = app
+            .admin_post(
+                "/admin/channels",
+                json!({"name": "v", "type": "vertex", "secret_key": secret, "models": ["gemini-vertex"]}),
+            )
+            .await;
+        assert_eq!(r.status(), 400);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["param"], "secret_key", "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("Key 1") && message.contains(why),
+            "{message}"
+        );
+        assert!(
+            !message.contains("AIzaSy") && !message.contains(CLIENT_EMAIL),
+            "{message}"
+        );
+    }
+
+    // A channel whose type became `vertex` while it kept an older key: the
+    // call fails over with a clear error and nothing reaches Google.
+    let mock = start_mock().await;
+    let id = app
+        .channel(
+            json!({"name": "was-gemini", "type": "gemini", "secret_key": "AIzaSyNotAServiceAccount",
+            "base_url": mock.base_url(), "models": ["gemini-vertex"]}),
+        )
+        .await;
+    let r = app
+        .admin_patch(&format!("/admin/channels/{id}"), json!({"type": "vertex"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let (_, key) = app.user_with_key(1_000_000).await;
     let r = app.chat(&key, chat_body("gemini-vertex", false)).await;
     assert_eq!(r.status(), 502);
     let v: Value = r.json().await.unwrap();
@@ -338,27 +380,9 @@ async fn bad_service_account_keys_give_clear_errors() {
     assert_eq!(mock.exchanges() + mock.refused_exchanges(), 0);
     assert_eq!(mock.vertex_requests(), 0);
 
-    // A key with no private key in it.
-    let broken =
-        json!({"type": "service_account", "client_email": CLIENT_EMAIL, "project_id": PROJECT})
-            .to_string();
-    let (app, _mock, key) = vertex_app(json!({"secret_key": broken})).await;
-    let v: Value = app
-        .chat(&key, chat_body("gemini-vertex", false))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(v["error"]["code"], "invalid_channel_key", "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("private_key")
-    );
-
     // A well-formed key Google does not know: the token endpoint refuses
-    // the signature, and every call tries again (failures are not cached).
+    // the signature. The refusal is answered for a few seconds to the calls
+    // that follow, instead of each trading the key again in turn.
     let mock = start_mock().await;
     let (app, _unused, key) = vertex_app(
         json!({"secret_key": service_account(&mock, OTHER_KEY), "base_url": mock.base_url()}),
@@ -377,7 +401,7 @@ async fn bad_service_account_keys_give_clear_errors() {
             "{message}"
         );
     }
-    assert_eq!(mock.refused_exchanges(), 2);
+    assert_eq!(mock.refused_exchanges(), 1);
     assert_eq!(mock.exchanges(), 0);
     assert_eq!(mock.vertex_requests(), 0);
     app.settled().await;
