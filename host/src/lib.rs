@@ -227,7 +227,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("serving HTTP")?;
     tracing::info!("shutting down: waiting for usage records to be written");
-    app.state.billing.close_lines();
+    app.state.billing.close_lines().await;
     app.state.billing.flush().await;
     let unwritten = app.state.billing.retry_dead_letters().await;
     if unwritten > 0 {

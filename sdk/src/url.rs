@@ -5,14 +5,12 @@
 use crate::AdapterError;
 use crate::errors;
 
-/// `value` as one URL path segment or query value: every byte but RFC
-/// 3986's unreserved characters (`A–Z a–z 0–9 - . _ ~`) and `@` (model
-/// versions such as `name@20240620`) becomes `%XX`. A value of only dots
-/// (`.`, `..`) has its dots encoded too, so it cannot walk up the path.
+/// `value` percent-encoded for a URL path segment or query value: every
+/// byte but RFC 3986's unreserved characters (`A–Z a–z 0–9 - . _ ~`) and
+/// `@` (model versions such as `name@20240620`) becomes `%XX`. A path
+/// segment also needs [`segment`]'s check: URL parsers read `%2E%2E` as
+/// `..`, so no encoding keeps a value of dots from walking up the path.
 pub fn encode(value: &str) -> String {
-    if !value.is_empty() && value.bytes().all(|b| b == b'.') {
-        return "%2E".repeat(value.len());
-    }
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@') {
@@ -28,13 +26,25 @@ pub fn encode(value: &str) -> String {
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
-/// An upstream id (a task's, a file's) as one path segment, [`encode`]d;
-/// an empty id is the adapter's bug, not the client's.
+/// `value` as one URL path segment, [`encode`]d; an empty value, `.` or
+/// `..` is refused (as the client's or operator's mistake: `what` names
+/// the value in the message).
+pub fn segment(what: &str, value: &str) -> Result<String, AdapterError> {
+    if value.is_empty() || value == "." || value == ".." {
+        return Err(errors::invalid_request(format!(
+            "`{value}` cannot be used as the {what}"
+        )));
+    }
+    Ok(encode(value))
+}
+
+/// An upstream id (a task's, a file's) as one path segment: an empty id is
+/// the adapter's bug; `.` and `..` are refused like any bad id.
 pub fn id_segment(id: &str) -> Result<String, AdapterError> {
     if id.is_empty() {
         return Err(errors::internal("empty upstream id"));
     }
-    Ok(encode(id))
+    segment("upstream id", id)
 }
 
 #[cfg(test)]
@@ -52,17 +62,19 @@ mod tests {
     }
 
     #[test]
-    fn dot_segments_cannot_walk_up_the_path() {
-        assert_eq!(encode("."), "%2E");
-        assert_eq!(encode(".."), "%2E%2E");
-        assert_eq!(encode("..."), "%2E%2E%2E");
-        assert_eq!(encode("v1.5"), "v1.5");
-        assert_eq!(encode("../x"), "..%2Fx");
+    fn dot_segments_are_refused() {
+        for bad in ["", ".", ".."] {
+            assert!(segment("model", bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(segment("model", "...").ok().as_deref(), Some("..."));
+        assert_eq!(segment("model", "v1.5").ok().as_deref(), Some("v1.5"));
+        assert_eq!(segment("model", "../x").ok().as_deref(), Some("..%2Fx"));
     }
 
     #[test]
-    fn an_empty_id_is_refused() {
+    fn ids_are_segments() {
         assert!(id_segment("").is_err());
+        assert!(id_segment("..").is_err());
         assert_eq!(id_segment("task 1").ok().as_deref(), Some("task%201"));
     }
 }

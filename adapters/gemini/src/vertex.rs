@@ -118,7 +118,7 @@ pub fn api_base(call: &Call) -> Result<String, AdapterError> {
         .map(|v| v.trim_matches('/'))
         .filter(|v| !v.is_empty())
         .unwrap_or(API_VERSION);
-    Ok(format!("{base}/{}", url::encode(version)))
+    Ok(format!("{base}/{}", url::segment("api-version", version)?))
 }
 
 /// The model's resource path under the location: `publishers/google/models/NAME`
@@ -143,8 +143,8 @@ pub fn model_path(model: &str) -> Result<String, AdapterError> {
     }
     Ok(format!(
         "publishers/{}/models/{}",
-        url::encode(publisher),
-        url::encode(id)
+        url::segment("model publisher", publisher)?,
+        url::segment("model", id)?
     ))
 }
 

@@ -27,7 +27,7 @@
 use serde_json::{Map, Value};
 use transit_adapter_sdk::prelude::*;
 
-use transit_adapter_sdk::url::encode;
+use transit_adapter_sdk::url::{encode, segment};
 
 use crate::{Provider, fail};
 
@@ -67,7 +67,7 @@ pub fn url(call: &Call, path: &str) -> Result<String, AdapterError> {
     }
     Ok(format!(
         "{base}/openai/deployments/{}/{path}?api-version={}",
-        encode(deployment(call)),
+        segment("Azure deployment", deployment(call))?,
         encode(version)
     ))
 }

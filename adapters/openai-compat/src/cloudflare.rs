@@ -22,7 +22,7 @@
 use serde_json::{Map, Value};
 use transit_adapter_sdk::prelude::*;
 
-use transit_adapter_sdk::url::encode;
+use transit_adapter_sdk::url::segment;
 
 use crate::{Provider, bearer, fail, has_path, max_tokens_from_completion};
 
@@ -63,7 +63,10 @@ pub fn url(call: &Call, path: &str) -> Result<String, AdapterError> {
     } else {
         format!("{base}/client/v4")
     };
-    Ok(format!("{base}/accounts/{}/ai/v1/{path}", encode(&account)))
+    Ok(format!(
+        "{base}/accounts/{}/ai/v1/{path}",
+        segment("Cloudflare account id", &account)?
+    ))
 }
 
 /// The bearer token.

@@ -222,7 +222,6 @@ fn channel_json(row: &ChannelRow) -> Value {
     })
 }
 
-/// Apply `input` over `base` (a new channel's defaults, or the stored one).
 /// A Vertex AI channel's keys must be service-account JSON keys with a
 /// usable RSA key: refused when saved rather than at the first call. The
 /// answer names the key by its position, never quotes it.
@@ -245,6 +244,7 @@ fn check_vertex_keys(kind: &str, secret: &str) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// Apply `input` over `base` (a new channel's defaults, or the stored one).
 fn merge_channel(
     app: &AppState,
     base: Option<&ChannelRow>,

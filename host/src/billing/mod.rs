@@ -103,6 +103,8 @@ pub struct Billing {
     stopping: std::sync::atomic::AtomicBool,
     /// Credit lines opened since start.
     lines_opened: AtomicU64,
+    /// Line openings under way (shutdown waits for them).
+    openings: std::sync::atomic::AtomicUsize,
 }
 
 /// A credit line: quota reserved for one key by one database hold, drawn
@@ -318,6 +320,7 @@ impl Billing {
             line_gates: std::sync::Mutex::new(HashMap::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
             lines_opened: AtomicU64::new(0),
+            openings: std::sync::atomic::AtomicUsize::new(0),
         });
         billing.refresh_pricing().await?;
         tokio::task::spawn_blocking(tokens::warm_up);
@@ -478,7 +481,21 @@ impl Billing {
     /// leaves the line low opens the key's next line in the background.
     fn draw_line(self: &Arc<Self>, user_id: i64, token_id: i64, amount: i64) -> Option<Arc<Line>> {
         let line = self.lines.lock().ok()?.get(&token_id)?.clone();
-        match line.draw(amount) {
+        let draw = line.draw(amount);
+        self.after_draw(line, draw, user_id, token_id, amount)
+    }
+
+    /// The line if `draw` took from it; a draw that left it low opens the
+    /// key's next line in the background.
+    fn after_draw(
+        self: &Arc<Self>,
+        line: Arc<Line>,
+        draw: Draw,
+        user_id: i64,
+        token_id: i64,
+        amount: i64,
+    ) -> Option<Arc<Line>> {
+        match draw {
             Draw::Refused => None,
             Draw::Drawn => Some(line),
             Draw::DrawnLow => {
@@ -489,6 +506,15 @@ impl Billing {
                 });
                 Some(line)
             }
+        }
+    }
+
+    /// No line for the key for a while: its balance could not cover one,
+    /// or opening one failed (the calls waiting at its gate then fall back
+    /// to holds of their own at once instead of retrying in turn).
+    fn back_off_lines(&self, token_id: i64) {
+        if let Ok(mut backoff) = self.no_line_until.lock() {
+            backoff.insert(token_id, Instant::now() + LINE_BACKOFF);
         }
     }
 
@@ -518,10 +544,16 @@ impl Billing {
         if !self.may_open_line(token_id) {
             return Ok(None);
         }
-        let Some(line) = self.open_line(user_id, token_id, amount).await? else {
-            return Ok(None);
+        let line = match self.open_line(user_id, token_id, amount).await {
+            Ok(Some(line)) => line,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                self.back_off_lines(token_id);
+                return Err(e);
+            }
         };
-        Ok((line.draw(amount) != Draw::Refused).then_some(line))
+        let draw = line.draw(amount);
+        Ok(self.after_draw(line, draw, user_id, token_id, amount))
     }
 
     /// Open the key's next line before `low` runs dry, unless another call
@@ -545,6 +577,7 @@ impl Billing {
             return;
         }
         if let Err(e) = self.open_line(user_id, token_id, amount).await {
+            self.back_off_lines(token_id);
             tracing::warn!(error = %e, "opening a key's next credit line failed; its calls hold one by one when the current one runs dry");
         }
     }
@@ -552,6 +585,18 @@ impl Billing {
     /// Open a credit line for the key (replacing its current one, which is
     /// closed); `None` if the balance cannot cover it.
     async fn open_line(
+        &self,
+        user_id: i64,
+        token_id: i64,
+        amount: i64,
+    ) -> Result<Option<Arc<Line>>, GatewayError> {
+        self.openings.fetch_add(1, Ordering::SeqCst);
+        let opened = self.open_line_counted(user_id, token_id, amount).await;
+        self.openings.fetch_sub(1, Ordering::SeqCst);
+        opened
+    }
+
+    async fn open_line_counted(
         &self,
         user_id: i64,
         token_id: i64,
@@ -583,9 +628,7 @@ impl Billing {
         if !placed {
             // Not again for this key until a line has had time to become
             // affordable (a top-up, or its calls settling).
-            if let Ok(mut backoff) = self.no_line_until.lock() {
-                backoff.insert(token_id, Instant::now() + LINE_BACKOFF);
-            }
+            self.back_off_lines(token_id);
             return Ok(None);
         }
         self.lines_opened.fetch_add(1, Ordering::Relaxed);
@@ -732,10 +775,21 @@ impl Billing {
         self.lines_opened.load(Ordering::Relaxed)
     }
 
-    /// At shutdown: open no more lines, and close every idle one.
-    pub fn close_lines(&self) -> usize {
+    /// At shutdown: open no more lines and close every line (one with
+    /// calls still open is released by its last call), after the openings
+    /// under way (they close what they open); how many were released now.
+    /// A [`Billing::flush`] after it writes the releases.
+    pub async fn close_lines(&self) -> usize {
         self.stopping.store(true, Ordering::SeqCst);
-        self.release_idle_lines(Duration::ZERO)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.openings.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let all: Vec<Arc<Line>> = match self.lines.lock() {
+            Ok(mut lines) => lines.drain().map(|(_, line)| line).collect(),
+            Err(_) => Vec::new(),
+        };
+        all.iter().filter(|line| line.close(self)).count()
     }
 
     /// Close credit lines unused for `idle` (all idle ones with

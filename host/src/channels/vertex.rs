@@ -9,7 +9,8 @@
 //! (`grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`) for an access
 //! token, which is cached per channel and key until five minutes before it
 //! expires. Callers needing the same token at once share one exchange; a
-//! failed exchange is not cached. The adapter receives the access token as
+//! failed exchange's error is answered for 5 s before the key is traded
+//! again. The adapter receives the access token as
 //! the channel's key and the project in the channel option `project` (from
 //! the key's `project_id` when the operator set none): it never sees the
 //! private key.

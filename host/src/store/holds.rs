@@ -262,6 +262,9 @@ impl Db {
                 None => lines.push((&c.line, c.cost.max(0))),
             }
         }
+        // Rows are locked in id order, so two instances writing batches for
+        // the same users cannot deadlock each other.
+        lines.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut gone: Vec<&str> = Vec::new();
         for (line, sum) in &lines {
             let drawn = self
@@ -293,6 +296,8 @@ impl Db {
                 None => tokens.push((c.log.token_id, cost)),
             }
         }
+        users.sort_unstable_by_key(|u| u.0);
+        tokens.sort_unstable_by_key(|t| t.0);
         for (user, sum, requests) in users {
             self.q("UPDATE users SET used_quota = used_quota + ?, request_count = request_count + ?, updated_at = ? WHERE id = ?")
                 .bind(sum)

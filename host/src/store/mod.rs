@@ -160,13 +160,15 @@ impl Db {
     }
 
     /// A query over SQL built at run time (multi-row inserts; the text
-    /// holds placeholders only, never values).
+    /// holds placeholders only, never values). Not kept in the connection's
+    /// statement cache: each row count is a statement of its own, and they
+    /// would push out the hot ones.
     pub(crate) fn dynamic<'a>(&self, sql: String) -> AnyQuery<'a> {
         let text: Cow<'static, str> = match self.backend {
             Backend::Postgres => Cow::Owned(numbered_placeholders(&sql)),
             _ => Cow::Owned(sql),
         };
-        sqlx::query(AssertSqlSafe(text))
+        sqlx::query(AssertSqlSafe(text)).persistent(false)
     }
 
     /// An `INSERT` query whose execution by [`Db::insert_id`] yields the new

@@ -836,6 +836,38 @@ async fn a_key_opens_one_line_at_a_time_and_the_next_ahead() {
     }
 }
 
+/// At shutdown every line is closed and its rest refunded, and no line is
+/// opened any more: a call that comes in meanwhile holds on its own.
+#[tokio::test]
+async fn shutdown_closes_every_line_and_opens_none() {
+    let (app, _mock) = credit_line_app(10).await;
+    let billing = &app.app.state.billing;
+    let (user, key) = app.user_with_key(1_000_000).await;
+    let r = app.chat(&key, metered_body(false)).await;
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    app.settled().await;
+    assert_eq!(app.open_holds().await, 1);
+
+    assert_eq!(billing.close_lines().await, 1);
+    app.settled().await;
+    assert_eq!(app.open_holds().await, 0);
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!((quota, charged), (1_000_000 - METERED_COST, METERED_COST));
+
+    let r = app.chat(&key, metered_body(false)).await;
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    app.settled().await;
+    assert_eq!(billing.lines_opened(), 1);
+    assert_eq!(app.open_holds().await, 0);
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!(
+        (quota, charged),
+        (1_000_000 - 2 * METERED_COST, 2 * METERED_COST)
+    );
+}
+
 /// A batch of line charges is written with a few statements: each line's
 /// share drawn at once, a charge the line cannot cover (an overrun, a line
 /// that is gone) from the balance, every log row kept. Written again (a
