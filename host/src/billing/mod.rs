@@ -544,7 +544,19 @@ impl Billing {
         if !self.may_open_line(token_id) {
             return Ok(None);
         }
-        let line = match self.open_line(user_id, token_id, amount).await {
+        // In a task of its own: a call cancelled (its client gone) after
+        // the hold is placed but before the line is listed would leave a
+        // hold that this instance renews and never releases.
+        let billing = self.clone();
+        let opened =
+            tokio::spawn(async move { billing.open_line(user_id, token_id, amount).await })
+                .await
+                .unwrap_or_else(|_| {
+                    Err(GatewayError::internal(
+                        "opening a credit line was interrupted",
+                    ))
+                });
+        let line = match opened {
             Ok(Some(line)) => line,
             Ok(None) => return Ok(None),
             Err(e) => {
