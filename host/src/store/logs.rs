@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{Db, now};
+use super::{AnyQuery, Db, now};
 
 /// One relayed call, as it is logged and charged.
 #[derive(Debug, Clone, Default)]
@@ -56,36 +56,53 @@ pub struct LogRow {
     pub content: String,
 }
 
+/// The start of an insert into `logs`, up to its `VALUES`.
+macro_rules! insert_logs {
+    () => {
+        "INSERT INTO logs (created_at, kind, user_id, token_id, channel_id, model, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, quota, price, latency_ms, first_token_ms, is_stream, status_code, request_id, client_ip, content) VALUES"
+    };
+}
+
+/// The placeholders of one row of [`insert_logs`], in [`bind_log`]'s order.
+macro_rules! log_row {
+    () => {
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    };
+}
+
+/// Bind one row of a `logs` insert, created at `ts`.
+fn bind_log<'a>(query: AnyQuery<'a>, log: &ConsumeLog, ts: i64) -> AnyQuery<'a> {
+    query
+        .bind(ts)
+        .bind(log.kind)
+        .bind(log.user_id)
+        .bind(log.token_id)
+        .bind(log.channel_id)
+        .bind(log.model.clone())
+        .bind(log.prompt_tokens)
+        .bind(log.completion_tokens)
+        .bind(log.cached_tokens)
+        .bind(log.cache_write_tokens)
+        .bind(log.reasoning_tokens)
+        .bind(log.quota)
+        .bind(log.price.clone())
+        .bind(log.latency_ms)
+        .bind(log.first_token_ms)
+        .bind(i64::from(log.is_stream))
+        .bind(log.status_code)
+        .bind(log.request_id.clone())
+        .bind(log.client_ip.clone())
+        .bind(log.content.clone())
+}
+
 impl Db {
     pub(super) async fn insert_log(
         &self,
         log: &ConsumeLog,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     ) -> sqlx::Result<()> {
-        self.q("INSERT INTO logs (created_at, kind, user_id, token_id, channel_id, model, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, quota, price, latency_ms, first_token_ms, is_stream, status_code, request_id, client_ip, content) \
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-            .bind(now())
-            .bind(log.kind)
-            .bind(log.user_id)
-            .bind(log.token_id)
-            .bind(log.channel_id)
-            .bind(log.model.clone())
-            .bind(log.prompt_tokens)
-            .bind(log.completion_tokens)
-            .bind(log.cached_tokens)
-            .bind(log.cache_write_tokens)
-            .bind(log.reasoning_tokens)
-            .bind(log.quota)
-            .bind(log.price.clone())
-            .bind(log.latency_ms)
-            .bind(log.first_token_ms)
-            .bind(i64::from(log.is_stream))
-            .bind(log.status_code)
-            .bind(log.request_id.clone())
-            .bind(log.client_ip.clone())
-            .bind(log.content.clone())
-            .execute(&mut **tx)
-            .await?;
+        let query = self.q(concat!(insert_logs!(), " ", log_row!()));
+        bind_log(query, log, now()).execute(&mut **tx).await?;
         Ok(())
     }
 
@@ -97,32 +114,10 @@ impl Db {
     ) -> sqlx::Result<()> {
         let ts = now();
         for chunk in logs.chunks(super::holds::ROWS_PER_INSERT) {
-            let rows =
-                vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()]
-                    .join(", ");
-            let mut query = self.dynamic(format!("INSERT INTO logs (created_at, kind, user_id, token_id, channel_id, model, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, quota, price, latency_ms, first_token_ms, is_stream, status_code, request_id, client_ip, content) VALUES {rows}"));
+            let rows = vec![log_row!(); chunk.len()].join(", ");
+            let mut query = self.dynamic(format!("{} {rows}", insert_logs!()));
             for log in chunk {
-                query = query
-                    .bind(ts)
-                    .bind(log.kind)
-                    .bind(log.user_id)
-                    .bind(log.token_id)
-                    .bind(log.channel_id)
-                    .bind(log.model.clone())
-                    .bind(log.prompt_tokens)
-                    .bind(log.completion_tokens)
-                    .bind(log.cached_tokens)
-                    .bind(log.cache_write_tokens)
-                    .bind(log.reasoning_tokens)
-                    .bind(log.quota)
-                    .bind(log.price.clone())
-                    .bind(log.latency_ms)
-                    .bind(log.first_token_ms)
-                    .bind(i64::from(log.is_stream))
-                    .bind(log.status_code)
-                    .bind(log.request_id.clone())
-                    .bind(log.client_ip.clone())
-                    .bind(log.content.clone());
+                query = bind_log(query, log, ts);
             }
             query.execute(&mut **tx).await?;
         }

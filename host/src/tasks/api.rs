@@ -17,7 +17,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{fail, now_ms, task_call};
+use super::{fail, now_ms, stored_task_call, task_call};
 use crate::AppState;
 use crate::adapters::{AdapterError, Usage};
 use crate::auth::{self, Caller};
@@ -727,16 +727,7 @@ async fn content(app: &AppState, task: &TaskRow, variant: &str) -> Result<Respon
     let (Some(channel), Some(adapter)) = (channel, adapter) else {
         return redirect(task, variant);
     };
-    let key_index = usize::try_from(task.key_index).unwrap_or(0);
-    let call = task_call(
-        app,
-        &task.endpoint,
-        &task.model,
-        &channel,
-        key_index,
-        Vec::new(),
-    )
-    .await?;
+    let call = stored_task_call(app, task, &channel).await?;
     let mut lease = app
         .runtime
         .instantiate(&adapter)

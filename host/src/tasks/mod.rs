@@ -119,6 +119,25 @@ fn now_ms() -> i64 {
 }
 
 /// The adapter's view of a call for task `endpoint` on `channel`.
+/// The call a stored task's poll or download makes, through the key it was
+/// submitted with.
+async fn stored_task_call(
+    app: &AppState,
+    task: &TaskRow,
+    channel: &Channel,
+) -> Result<Call, GatewayError> {
+    let key_index = usize::try_from(task.key_index).unwrap_or(0);
+    task_call(
+        app,
+        &task.endpoint,
+        &task.model,
+        channel,
+        key_index,
+        Vec::new(),
+    )
+    .await
+}
+
 /// A task call through `channel`'s key `key_index` (or, for Vertex AI, the
 /// access token it stands for; fetched before an adapter instance is
 /// leased, so a slow token endpoint holds no instance).
@@ -389,16 +408,7 @@ async fn poll_upstream(app: &AppState, task: &TaskRow) -> Result<TaskState, Gate
     let adapter = app.runtime.get(&channel.adapter).ok_or_else(|| {
         GatewayError::unavailable(format!("the adapter `{}` is not loaded", channel.adapter))
     })?;
-    let key_index = usize::try_from(task.key_index).unwrap_or(0);
-    let call = task_call(
-        app,
-        &task.endpoint,
-        &task.model,
-        &channel,
-        key_index,
-        Vec::new(),
-    )
-    .await?;
+    let call = stored_task_call(app, task, &channel).await?;
     let mut lease = app
         .runtime
         .instantiate(&adapter)

@@ -716,16 +716,26 @@ async fn credit_line_app(calls: u64) -> (TestApp, MockUpstream) {
     (app, mock)
 }
 
-/// A line charge written twice (the writer retrying after a commit whose
-/// outcome it could not see) is applied once.
-#[tokio::test]
-async fn a_line_charge_written_twice_is_applied_once() {
-    let (app, _mock) = credit_line_app(10).await;
-    let (user, key) = app.user_with_key(100_000).await;
+/// A credit-line app whose user (holding `quota`) made one call, so its key
+/// has an open line: (app, mock, user, key, line id, what the line holds).
+async fn with_open_line(
+    calls: u64,
+    quota: i64,
+) -> (TestApp, MockUpstream, i64, String, String, i64) {
+    let (app, mock) = credit_line_app(calls).await;
+    let (user, key) = app.user_with_key(quota).await;
     let r = app.chat(&key, metered_body(false)).await;
     assert_eq!(r.status(), 200);
     app.settled().await;
     let (line, left) = line_hold(&app, user).await;
+    (app, mock, user, key, line, left)
+}
+
+/// A line charge written twice (the writer retrying after a commit whose
+/// outcome it could not see) is applied once.
+#[tokio::test]
+async fn a_line_charge_written_twice_is_applied_once() {
+    let (app, _mock, user, _key, line, left) = with_open_line(10, 100_000).await;
     let (_, charged_before, _) = app.ledger(user).await;
     let logs_before = app.logs().await.len();
 
@@ -875,12 +885,7 @@ async fn shutdown_closes_every_line_and_opens_none() {
 /// its entries, retried one by one, change nothing.
 #[tokio::test]
 async fn a_batch_of_line_charges_is_written_together_and_once() {
-    let (app, _mock) = credit_line_app(100).await;
-    let (user, key) = app.user_with_key(1_000_000).await;
-    let r = app.chat(&key, metered_body(false)).await;
-    assert_eq!(r.status(), 200);
-    app.settled().await;
-    let (line, left) = line_hold(&app, user).await;
+    let (app, _mock, user, _key, line, left) = with_open_line(100, 1_000_000).await;
     let (quota_before, charged_before, _) = app.ledger(user).await;
     let logs_before = app.logs().await.len();
 
@@ -935,12 +940,7 @@ async fn a_batch_of_line_charges_is_written_together_and_once() {
 /// it settles it: a hold its owner renewed meanwhile stays with the owner.
 #[tokio::test]
 async fn the_sweep_leaves_a_hold_renewed_meanwhile() {
-    let (app, _mock) = credit_line_app(10).await;
-    let (user, key) = app.user_with_key(100_000).await;
-    let r = app.chat(&key, metered_body(false)).await;
-    assert_eq!(r.status(), 200);
-    app.settled().await;
-    let (line, left) = line_hold(&app, user).await;
+    let (app, _mock, user, _key, line, left) = with_open_line(10, 100_000).await;
     let sweep = transit::store::Settlement {
         hold_id: line.clone(),
         // The lease (60 s) runs beyond this.
@@ -961,12 +961,7 @@ async fn the_sweep_leaves_a_hold_renewed_meanwhile() {
 /// and the ledger still balances.
 #[tokio::test]
 async fn a_line_taken_back_elsewhere_is_closed_here() {
-    let (app, _mock) = credit_line_app(10).await;
-    let (user, key) = app.user_with_key(100_000).await;
-    let r = app.chat(&key, metered_body(false)).await;
-    assert_eq!(r.status(), 200);
-    app.settled().await;
-    let (line, _) = line_hold(&app, user).await;
+    let (app, _mock, user, key, line, _) = with_open_line(10, 100_000).await;
     // What the other instance's sweep does with a line it finds expired.
     let taken = transit::store::Settlement {
         hold_id: line.clone(),
