@@ -17,6 +17,7 @@
 //!    hold whose lease ran out belongs to an instance that stopped without
 //!    settling; any instance settles it, charging the prompt only.
 
+mod bpe;
 pub mod pricing;
 pub mod tokens;
 

@@ -11,23 +11,38 @@
 use std::sync::LazyLock;
 
 use serde_json::Value;
-use tiktoken_rs::CoreBPE;
 
-static O200K: LazyLock<Option<CoreBPE>> = LazyLock::new(|| tiktoken_rs::o200k_base().ok());
-static CL100K: LazyLock<Option<CoreBPE>> = LazyLock::new(|| tiktoken_rs::cl100k_base().ok());
+use super::bpe::{self, Vocabulary};
+
+static O200K: LazyLock<Option<Vocabulary>> =
+    LazyLock::new(|| read_out(tiktoken_rs::o200k_base(), tiktoken_rs::O200K_BASE_PAT_STR));
+static CL100K: LazyLock<Option<Vocabulary>> =
+    LazyLock::new(|| read_out(tiktoken_rs::cl100k_base(), CL100K_PATTERN));
+
+/// `cl100k_base`'s pre-tokenizing pattern, as tiktoken publishes it.
+const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
+
+/// A compact copy of a tiktoken vocabulary; tiktoken's own is dropped.
+fn read_out(encoder: anyhow::Result<tiktoken_rs::CoreBPE>, pattern: &str) -> Option<Vocabulary> {
+    let vocabulary = encoder
+        .ok()
+        .and_then(|bpe| Vocabulary::from_tiktoken(&bpe, pattern).ok());
+    bpe::return_freed_memory();
+    vocabulary
+}
 
 /// Tokens for an image part when its size is unknown (OpenAI's low-detail
 /// price; high-detail images cost more, and the upstream's report wins).
 const IMAGE_TOKENS: u64 = 85;
 
 /// Load `o200k_base` now rather than on the first request: it counts for
-/// every current model. `cl100k_base` (about 23 MB resident) loads on the
-/// first call of a GPT-4 or GPT-3.5 model.
+/// every current model. `cl100k_base` loads on the first call of a GPT-4 or
+/// GPT-3.5 model.
 pub fn warm_up() {
     LazyLock::force(&O200K);
 }
 
-fn encoder(model: &str) -> Option<&'static CoreBPE> {
+fn encoder(model: &str) -> Option<&'static Vocabulary> {
     let m = model.to_ascii_lowercase();
     let legacy = (m.starts_with("gpt-4") && !m.starts_with("gpt-4o") && !m.starts_with("gpt-4.1"))
         || m.starts_with("gpt-3.5")
@@ -45,7 +60,7 @@ pub fn count(model: &str, text: &str) -> u64 {
         return 0;
     }
     match encoder(model) {
-        Some(bpe) => bpe.encode_ordinary(text).len() as u64,
+        Some(vocabulary) => vocabulary.count(text),
         // The vocabularies ship inside the binary; this is a last resort.
         None => (text.len() as u64).div_ceil(4),
     }
@@ -114,6 +129,42 @@ mod tests {
                 "The quick brown fox jumps over the lazy dog."
             ) >= 9
         );
+    }
+
+    /// The compact vocabularies count exactly as tiktoken's own encoders.
+    #[test]
+    fn counts_match_tiktoken() {
+        let long_word = "Pneumonoultramicroscopicsilicovolcanoconiosis".repeat(6);
+        let base64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+            .repeat(20);
+        let texts = [
+            "Hello, world!".to_owned(),
+            "The quick brown fox jumps over the lazy dog. It's 3:45pm, isn't it?".to_owned(),
+            "fn main() {\n    println!(\"{}\", 1 + 2);\n}\n\n\t\t  trailing   ".to_owned(),
+            "日本語のテキストと中文文本，还有한국어 텍스트。".to_owned(),
+            "emoji 🤖🚀👍🏽 and accents: café naïve Ångström".to_owned(),
+            "1234567890 3.14159 -42 1e10 0xDEADBEEF".to_owned(),
+            " ".repeat(300),
+            "\n\n\n   \r\n x".to_owned(),
+            "<|endoftext|> is read as text".to_owned(),
+            long_word,
+            base64,
+            "a".repeat(1000),
+        ];
+        let o200k = tiktoken_rs::o200k_base().unwrap();
+        let cl100k = tiktoken_rs::cl100k_base().unwrap();
+        for text in &texts {
+            assert_eq!(
+                count("gpt-4o", text),
+                o200k.encode_ordinary(text).len() as u64,
+                "o200k: {text}"
+            );
+            assert_eq!(
+                count("gpt-4", text),
+                cl100k.encode_ordinary(text).len() as u64,
+                "cl100k: {text}"
+            );
+        }
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //!
 //! The first batch is read before the response is committed, so an upstream
 //! that fails or closes before producing anything can still fail over to
-//! another channel. After that a task pumps the stream; it stops reading the
-//! upstream as soon as the client goes away, and settles the call with what
-//! was actually delivered.
+//! another channel. After that the response body pumps the stream as the
+//! client reads it (no task or channel of its own per stream); it stops
+//! reading the upstream as soon as the client goes away, and settles the
+//! call with what was actually delivered.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,6 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use futures_util::StreamExt;
 use serde::Deserialize;
-use tokio::sync::mpsc;
 
 use super::{CallRecord, framer_for, from_adapter_error, guest_failure, upstream_unreachable};
 use crate::adapters::{self, Call, ChunkBatch, Framing, Lease, StreamTranslator, Usage};
@@ -290,32 +291,28 @@ pub(super) async fn start(
     }
     let first_token = record.started.elapsed();
 
-    // Committed: from here the call settles with what it delivered.
-    let hold = hold.take();
-    let slots = std::mem::take(slots);
-    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
-    let channel = channel.clone();
-    let record = record.clone();
-    tokio::spawn(async move {
-        run(
-            pump,
-            output,
-            first,
-            ended,
-            tx,
-            channel,
-            record,
-            first_token,
-            hold,
-        )
-        .await;
-        // The concurrency slots are held until the stream is over.
-        drop(slots);
+    // Committed: from here the call settles with what it delivered. The
+    // response body drives the stream itself: each read by the client's
+    // connection pulls the next piece from the upstream, and a client that
+    // goes away drops the body, which stops the upstream and settles.
+    let mut relay = Relay {
+        pump: Some(pump),
+        output,
+        queue: VecDeque::new(),
+        ended,
+        channel: channel.clone(),
+        record: record.clone(),
+        first_token,
+        hold: hold.take(),
+        slots: std::mem::take(slots),
+    };
+    relay.queue_chunks(first);
+    let body = futures_util::stream::unfold(relay, |mut relay| async move {
+        let bytes = relay.next().await?;
+        Some((Ok::<_, Infallible>(bytes), relay))
     });
 
-    let mut out = Response::new(Body::from_stream(
-        tokio_stream::wrappers::ReceiverStream::new(rx),
-    ));
+    let mut out = Response::new(Body::from_stream(body));
     let headers = out.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -324,6 +321,94 @@ pub(super) async fn start(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(out)
+}
+
+/// A committed stream: the upstream's pump, what is translated and not yet
+/// sent, and what the call settles with when it ends.
+struct Relay {
+    /// Until the upstream is finished: then the adapter instance goes back
+    /// at once, whatever the client still has to read.
+    pump: Option<Pump>,
+    output: Output,
+    queue: VecDeque<Bytes>,
+    /// The upstream has sent everything (or failed).
+    ended: bool,
+    channel: Arc<Channel>,
+    record: CallRecord,
+    first_token: Duration,
+    hold: Option<Hold>,
+    /// The concurrency slots, held until the stream is over.
+    slots: Vec<SlotGuard>,
+}
+
+impl Relay {
+    fn queue_chunks(&mut self, chunks: Vec<Vec<u8>>) {
+        for chunk in chunks {
+            let bytes = self.output.chunk(&chunk);
+            self.queue.extend(bytes);
+        }
+    }
+
+    /// The next bytes for the client; `None` once the stream is over.
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(bytes) = self.queue.pop_front() {
+                return Some(bytes);
+            }
+            if self.ended {
+                self.end("");
+                return self.queue.pop_front();
+            }
+            let pump = self.pump.as_mut()?;
+            match pump.step(&self.channel).await {
+                Ok(Step::Chunks(c)) => self.queue_chunks(c),
+                Ok(Step::End(c)) => {
+                    self.queue_chunks(c);
+                    self.ended = true;
+                }
+                Err(e) => {
+                    tracing::warn!(request_id = %self.record.request_id, channel = self.channel.id, error = %e.message, "stream failed mid-way");
+                    let bytes = self.output.error(&e);
+                    self.queue.push_back(bytes);
+                    self.end("upstream failed mid-stream");
+                }
+            }
+        }
+    }
+
+    /// Settle the call with what was delivered (once): a stream that ended
+    /// well gets its closing events, and the adapter instance and slots go
+    /// back.
+    fn end(&mut self, outcome: &str) {
+        let Some(pump) = self.pump.take() else {
+            return;
+        };
+        self.ended = true;
+        let usage = pump.usage(&self.record);
+        if outcome.is_empty() {
+            let bytes = self.output.end(&usage);
+            self.queue.extend(bytes);
+        }
+        // Release the adapter instance before the bookkeeping.
+        drop(pump);
+        if let Some(hold) = self.hold.take() {
+            hold.settle(Outcome::Served {
+                channel_id: self.channel.id,
+                usage,
+                first_token: Some(self.first_token),
+                note: outcome.to_owned(),
+            });
+        }
+        self.slots.clear();
+    }
+}
+
+impl Drop for Relay {
+    /// The client went away before the stream was over: the upstream is
+    /// dropped with the pump, and the call settles for what was delivered.
+    fn drop(&mut self) {
+        self.end("client disconnected");
+    }
 }
 
 /// A 2xx answer to a streamed call that is a JSON document, not the event
@@ -354,74 +439,6 @@ fn frame(chunk: &[u8]) -> Bytes {
     out.extend_from_slice(chunk);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    mut pump: Pump,
-    mut output: Output,
-    first: Vec<Vec<u8>>,
-    mut ended: bool,
-    tx: mpsc::Sender<Result<Bytes, Infallible>>,
-    channel: Arc<Channel>,
-    record: CallRecord,
-    first_token: Duration,
-    hold: Option<Hold>,
-) {
-    let mut outcome = "";
-    let mut pending = first;
-    loop {
-        'send: for chunk in pending.drain(..) {
-            for bytes in output.chunk(&chunk) {
-                if tx.send(Ok(bytes)).await.is_err() {
-                    outcome = "client disconnected";
-                    break 'send;
-                }
-            }
-        }
-        if !outcome.is_empty() || ended {
-            break;
-        }
-        let step = tokio::select! {
-            biased;
-            _ = tx.closed() => {
-                outcome = "client disconnected";
-                break;
-            }
-            step = pump.step(&channel) => step,
-        };
-        match step {
-            Ok(Step::Chunks(c)) => pending = c,
-            Ok(Step::End(c)) => {
-                pending = c;
-                ended = true;
-            }
-            Err(e) => {
-                tracing::warn!(request_id = %record.request_id, channel = channel.id, error = %e.message, "stream failed mid-way");
-                let _ = tx.send(Ok(output.error(&e))).await;
-                outcome = "upstream failed mid-stream";
-                break;
-            }
-        }
-    }
-    let usage = pump.usage(&record);
-    if outcome.is_empty() {
-        for bytes in output.end(&usage) {
-            if tx.send(Ok(bytes)).await.is_err() {
-                break;
-            }
-        }
-    }
-    // Release the adapter instance before the (asynchronous) bookkeeping.
-    drop(pump);
-    if let Some(hold) = hold {
-        hold.settle(Outcome::Served {
-            channel_id: channel.id,
-            usage,
-            first_token: Some(first_token),
-            note: outcome.to_owned(),
-        });
-    }
 }
 
 #[derive(Deserialize)]
