@@ -3,7 +3,7 @@
 //! ```text
 //! loadgen rate    --url U --key K --body FILE --rate R --secs S
 //! loadgen streams --url U --key K --body FILE --concurrency C --total T
-//! loadgen hold    --url U --key K --body FILE --open N
+//! loadgen hold    --url U --key K --body FILE --open N [--opening P]
 //! ```
 //!
 //! - `rate`: open loop at a fixed request rate. Each request's latency is
@@ -12,9 +12,10 @@
 //! - `streams`: `C` clients each run streamed calls back to back until `T`
 //!   finished; reports time to first chunk, the gaps between chunks and the
 //!   whole stream's duration.
-//! - `hold`: opens `N` streams at once, prints `{"open": n}` when every one
-//!   has delivered its first chunk (the harness reads the server's memory
-//!   then), and exits when they end.
+//! - `hold`: opens `N` streams, at most `P` (500) being opened at a time,
+//!   prints `{"open": n}` when every one has delivered its first chunk (the
+//!   harness reads the server's memory then), and exits when they end. All
+//!   at once, tens of thousands of SYNs overflow loopback's accept queues.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -210,7 +211,8 @@ async fn streams(client: HttpClient, target: Arc<Target>, concurrency: u64, tota
     )
 }
 
-async fn hold(client: HttpClient, target: Arc<Target>, open: u64) -> String {
+async fn hold(client: HttpClient, target: Arc<Target>, open: u64, opening: u64) -> String {
+    let gate = Arc::new(tokio::sync::Semaphore::new(opening.max(1) as usize));
     let opened = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     // Why streams failed, counted by reason ("status 429", "connect: ..."),
@@ -223,7 +225,10 @@ async fn hold(client: HttpClient, target: Arc<Target>, open: u64) -> String {
     for _ in 0..open {
         let (client, target) = (client.clone(), target.clone());
         let (opened, failed, reasons) = (opened.clone(), failed.clone(), reasons.clone());
+        let gate = gate.clone();
         tasks.push(tokio::spawn(async move {
+            // Held until the stream's first chunk (or its failure).
+            let mut permit = gate.acquire_owned().await.ok();
             let fail = |reason: String| {
                 failed.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut r) = reasons.lock() {
@@ -248,6 +253,7 @@ async fn hold(client: HttpClient, target: Arc<Target>, open: u64) -> String {
                 if first {
                     first = false;
                     opened.fetch_add(1, Ordering::Relaxed);
+                    permit.take();
                 }
             }
         }));
@@ -335,7 +341,15 @@ async fn main() -> Result<(), String> {
             )
             .await
         }
-        "hold" => hold(client, target, number(&args, "--open", 100)).await,
+        "hold" => {
+            hold(
+                client,
+                target,
+                number(&args, "--open", 100),
+                number(&args, "--opening", 500),
+            )
+            .await
+        }
         other => return Err(format!("unknown mode {other:?}: rate, streams or hold")),
     };
     println!("{out}");

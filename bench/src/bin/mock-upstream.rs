@@ -170,7 +170,13 @@ async fn main() -> std::io::Result<()> {
         chunks: arg(&args, "--chunks", 20) as usize,
         interval: Duration::from_millis(arg(&args, "--chunk-interval-ms", 0)),
     };
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    // A deep accept queue: the memory scenario opens thousands of streams
+    // within a second, each a new upstream connection (the kernel caps it
+    // at net.core.somaxconn).
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    let listener = socket.listen(65_535)?;
     eprintln!("mock upstream on 127.0.0.1:{port}");
     loop {
         let (stream, _) = match listener.accept().await {

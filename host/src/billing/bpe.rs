@@ -71,20 +71,25 @@ impl Vocabulary {
         Ok(vocabulary)
     }
 
-    /// A vocabulary read out of a tiktoken encoder: its ordinary tokens
-    /// (ranks from 0 up to the first that is not one).
+    /// A vocabulary read out of a tiktoken encoder: its `size` ordinary
+    /// tokens, ranks 0 to `size - 1` (special tokens are not among them).
     pub fn from_tiktoken(
         bpe: &tiktoken_rs::CoreBPE,
         pattern: &str,
-    ) -> Result<Self, fancy_regex::Error> {
-        let mut tokens = Vec::new();
-        for rank in 0.. {
-            match bpe.decode_bytes(&[rank]) {
-                Ok(bytes) => tokens.push(bytes),
-                Err(_) => break,
+        size: Rank,
+    ) -> anyhow::Result<Self> {
+        let specials = bpe.special_tokens();
+        let mut tokens = Vec::with_capacity(size as usize);
+        for rank in 0..size {
+            let bytes = bpe
+                .decode_bytes(&[rank])
+                .map_err(|_| anyhow::anyhow!("the vocabulary has no token of rank {rank}"))?;
+            if std::str::from_utf8(&bytes).is_ok_and(|t| specials.contains(t)) {
+                anyhow::bail!("rank {rank} is a special token");
             }
+            tokens.push(bytes);
         }
-        Self::new(pattern, tokens.iter().map(Vec::as_slice))
+        Ok(Self::new(pattern, tokens.iter().map(Vec::as_slice))?)
     }
 
     fn token(&self, rank: Rank) -> &[u8] {

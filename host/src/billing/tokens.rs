@@ -14,21 +14,35 @@ use serde_json::Value;
 
 use super::bpe::{self, Vocabulary};
 
-static O200K: LazyLock<Option<Vocabulary>> =
-    LazyLock::new(|| read_out(tiktoken_rs::o200k_base(), tiktoken_rs::O200K_BASE_PAT_STR));
+static O200K: LazyLock<Option<Vocabulary>> = LazyLock::new(|| {
+    read_out(
+        tiktoken_rs::o200k_base(),
+        tiktoken_rs::O200K_BASE_PAT_STR,
+        199_998,
+    )
+});
 static CL100K: LazyLock<Option<Vocabulary>> =
-    LazyLock::new(|| read_out(tiktoken_rs::cl100k_base(), CL100K_PATTERN));
+    LazyLock::new(|| read_out(tiktoken_rs::cl100k_base(), CL100K_PATTERN, 100_256));
 
 /// `cl100k_base`'s pre-tokenizing pattern, as tiktoken publishes it.
 const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
 
-/// A compact copy of a tiktoken vocabulary; tiktoken's own is dropped.
-fn read_out(encoder: anyhow::Result<tiktoken_rs::CoreBPE>, pattern: &str) -> Option<Vocabulary> {
-    let vocabulary = encoder
-        .ok()
-        .and_then(|bpe| Vocabulary::from_tiktoken(&bpe, pattern).ok());
+/// A compact copy of a tiktoken vocabulary of `size` ordinary tokens;
+/// tiktoken's own is dropped.
+fn read_out(
+    encoder: anyhow::Result<tiktoken_rs::CoreBPE>,
+    pattern: &str,
+    size: u32,
+) -> Option<Vocabulary> {
+    let vocabulary = encoder.and_then(|bpe| Vocabulary::from_tiktoken(&bpe, pattern, size));
     bpe::return_freed_memory();
-    vocabulary
+    match vocabulary {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(error = %e, "a tokenizer vocabulary could not be read: counts fall back to four bytes a token");
+            None
+        }
+    }
 }
 
 /// Tokens for an image part when its size is unknown (OpenAI's low-detail
@@ -134,7 +148,8 @@ mod tests {
     /// The compact vocabularies count exactly as tiktoken's own encoders.
     #[test]
     fn counts_match_tiktoken() {
-        let long_word = "Pneumonoultramicroscopicsilicovolcanoconiosis".repeat(6);
+        // Long pieces: one word of varied letters, and base64.
+        let long_word = "pneumonoultramicroscopicsilicovolcanoconiosis".repeat(6);
         let base64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
             .repeat(20);
         let texts = [

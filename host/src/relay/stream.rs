@@ -299,7 +299,6 @@ pub(super) async fn start(
         pump: Some(pump),
         output,
         queue: VecDeque::new(),
-        ended,
         channel: channel.clone(),
         record: record.clone(),
         first_token,
@@ -307,6 +306,9 @@ pub(super) async fn start(
         slots: std::mem::take(slots),
     };
     relay.queue_chunks(first);
+    if ended {
+        relay.end("");
+    }
     let body = futures_util::stream::unfold(relay, |mut relay| async move {
         let bytes = relay.next().await?;
         Some((Ok::<_, Infallible>(bytes), relay))
@@ -326,18 +328,16 @@ pub(super) async fn start(
 /// A committed stream: the upstream's pump, what is translated and not yet
 /// sent, and what the call settles with when it ends.
 struct Relay {
-    /// Until the upstream is finished: then the adapter instance goes back
-    /// at once, whatever the client still has to read.
+    /// Until the upstream is finished (or failed): then the adapter
+    /// instance goes back at once, whatever the client still has to read.
     pump: Option<Pump>,
     output: Output,
     queue: VecDeque<Bytes>,
-    /// The upstream has sent everything (or failed).
-    ended: bool,
     channel: Arc<Channel>,
     record: CallRecord,
     first_token: Duration,
     hold: Option<Hold>,
-    /// The concurrency slots, held until the stream is over.
+    /// The concurrency slots, held until the upstream is done.
     slots: Vec<SlotGuard>,
 }
 
@@ -355,16 +355,14 @@ impl Relay {
             if let Some(bytes) = self.queue.pop_front() {
                 return Some(bytes);
             }
-            if self.ended {
-                self.end("");
-                return self.queue.pop_front();
-            }
             let pump = self.pump.as_mut()?;
             match pump.step(&self.channel).await {
                 Ok(Step::Chunks(c)) => self.queue_chunks(c),
                 Ok(Step::End(c)) => {
+                    // The last chunks, then the closing events; the call
+                    // settles now, whatever the client still has to read.
                     self.queue_chunks(c);
-                    self.ended = true;
+                    self.end("");
                 }
                 Err(e) => {
                     tracing::warn!(request_id = %self.record.request_id, channel = self.channel.id, error = %e.message, "stream failed mid-way");
@@ -383,7 +381,6 @@ impl Relay {
         let Some(pump) = self.pump.take() else {
             return;
         };
-        self.ended = true;
         let usage = pump.usage(&self.record);
         if outcome.is_empty() {
             let bytes = self.output.end(&usage);
