@@ -412,6 +412,13 @@ http {{
             mem["nginx_idle_mb"] = rss_kb(process_tree(nginx.pid)) / 1024
         body_path = self.body_file("hold", chat_body("bench-i1000-n60", stream=True))
         for n in self.args.hold:
+            # Each open stream is two sockets in the gateway (the client's
+            # and the upstream's): past the file-descriptor limit the last
+            # upstream connections fail (502, "Too many open files").
+            fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            if fds < 2 * n + 512:
+                log(f"memory: {n} streams need about {2 * n + 512} file descriptors; "
+                    f"the limit here is {fds}, so some streams will fail")
             argv = [os.path.join(RELEASE, "loadgen"), "hold", "--url", self.url("transit"),
                     "--key", self.transit_key, "--body", body_path, "--open", str(n)]
             p = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)

@@ -907,7 +907,9 @@ pub(crate) fn upstream_unreachable(e: &reqwest::Error, channel: &Channel) -> Gat
     let cause = std::error::Error::source(e)
         .map(ToString::to_string)
         .unwrap_or_default();
-    tracing::debug!(channel = channel.id, cause, "upstream error");
+    // Logged where operators see it: "too many open files" or "connection
+    // refused" says more than the answer to the client can.
+    tracing::info!(channel = channel.id, cause, "upstream error");
     let status = if e.is_timeout() {
         StatusCode::GATEWAY_TIMEOUT
     } else {
