@@ -70,6 +70,8 @@ impl LoadedAdapter {
 /// The process-wide adapter runtime.
 pub struct Runtime {
     engine: Engine,
+    /// The compiled-artifact cache, shared with the engines that compile.
+    cache: Option<wasmtime::Cache>,
     linker: Linker<guest::GuestState>,
     registry: ArcSwap<HashMap<String, Arc<LoadedAdapter>>>,
     sources: sources::Sources,
@@ -108,7 +110,8 @@ impl Runtime {
         limits: &AdapterConfig,
         cache_dir: Option<&std::path::Path>,
     ) -> anyhow::Result<Self> {
-        let engine = build_engine(limits, cache_dir)?;
+        let cache = cache_dir.map(artifact_cache).transpose()?;
+        let engine = build_engine(limits, cache.clone(), Allocation::Pooled)?;
         let mut linker = Linker::new(&engine);
         guest::add_to_linker(&mut linker)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
@@ -116,6 +119,7 @@ impl Runtime {
         let deadline_ticks = (limits.call_timeout_ms / TICK.as_millis() as u64).max(1);
         let runtime = Self {
             engine,
+            cache,
             linker,
             registry: ArcSwap::from_pointee(HashMap::new()),
             sources: sources::Sources::default(),
@@ -142,15 +146,29 @@ impl Runtime {
 
     /// Validate and compile a component (on a blocking thread: it takes
     /// tens of milliseconds or more), then smoke-call its `info()`.
+    ///
+    /// With an artifact cache, the component is compiled by an engine of
+    /// its own, configured alike: an engine keeps its compiler's working
+    /// buffers for good once it has compiled (about 10 MB for the built-in
+    /// adapters), and this one drops them with itself. The serving engine
+    /// then loads the artifact from the cache.
     pub async fn compile(&self, bytes: &[u8], source: Source) -> anyhow::Result<LoadedAdapter> {
         sources::check_header(bytes)?;
         let engine = self.engine.clone();
+        let (cache, limits) = (self.cache.clone(), self.limits.clone());
         let owned = bytes.to_vec();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
-            .await
-            .context("the compiler thread panicked")?
-            .map_err(anyhow::Error::from)
-            .context("compiling the component")?;
+        let component = tokio::task::spawn_blocking(move || {
+            if let Some(cache) = cache {
+                let compiler = build_engine(&limits, Some(cache), Allocation::OnDemand)?;
+                Component::new(&compiler, &owned)?;
+                drop(compiler);
+                crate::heap::trim();
+            }
+            Component::new(&engine, &owned).map_err(anyhow::Error::from)
+        })
+        .await
+        .context("the compiler thread panicked")?
+        .context("compiling the component")?;
         let wit_version = wit_version_of(&component, &self.engine)?;
         let pre = guest::Pre::new(&self.linker, &component, wit_version)?;
         let mut instance =
@@ -268,9 +286,33 @@ impl Drop for Lease {
     }
 }
 
+/// How an engine allocates instances: the serving engine from its pool, an
+/// engine that only compiles on demand (it never instantiates, and a pool
+/// would reserve its address space for nothing).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Allocation {
+    Pooled,
+    OnDemand,
+}
+
+/// The on-disk cache of compiled adapters in `dir`.
+fn artifact_cache(dir: &std::path::Path) -> anyhow::Result<wasmtime::Cache> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the adapter cache {}", dir.display()))?;
+    // The cache wants an absolute path; data_dir is usually relative.
+    let dir = std::path::absolute(dir)
+        .with_context(|| format!("resolving the adapter cache {}", dir.display()))?;
+    let mut config = wasmtime::CacheConfig::new();
+    config.with_directory(&dir);
+    Ok(wasmtime::Cache::new(config)?)
+}
+
+/// An engine. Everything that shapes compiled code is the same whatever
+/// the allocation, so engines of both kinds share cached artifacts.
 fn build_engine(
     limits: &AdapterConfig,
-    cache_dir: Option<&std::path::Path>,
+    cache: Option<wasmtime::Cache>,
+    allocation: Allocation,
 ) -> anyhow::Result<Engine> {
     let memory = limits.memory_limit_mib.max(1) * 1024 * 1024;
     let instances = limits.max_instances.max(1);
@@ -311,16 +353,9 @@ fn build_engine(
         .memory_guard_size(64 * 1024)
         .memory_reservation_for_growth(0)
         .max_wasm_stack(1024 * 1024)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    if let Some(dir) = cache_dir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the adapter cache {}", dir.display()))?;
-        // The cache wants an absolute path; data_dir is usually relative.
-        let dir = std::path::absolute(dir)
-            .with_context(|| format!("resolving the adapter cache {}", dir.display()))?;
-        let mut cache = wasmtime::CacheConfig::new();
-        cache.with_directory(&dir);
-        config.cache(Some(wasmtime::Cache::new(cache)?));
+        .cache(cache);
+    if allocation == Allocation::Pooled {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     Engine::new(&config)
         .map_err(anyhow::Error::from)

@@ -213,18 +213,6 @@ impl Vocabulary {
     }
 }
 
-/// Give freed heap pages back to the kernel (glibc keeps them otherwise):
-/// called after a tiktoken encoder, read out, has been dropped.
-pub fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[allow(unsafe_code)]
-    // SAFETY: malloc_trim only releases free memory of the allocator's own
-    // arenas; it takes no pointers and is safe to call from any thread.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

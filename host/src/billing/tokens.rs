@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 
 use serde_json::Value;
 
-use super::bpe::{self, Vocabulary};
+use super::bpe::Vocabulary;
 
 static O200K: LazyLock<Option<Vocabulary>> = LazyLock::new(|| {
     read_out(
@@ -35,7 +35,7 @@ fn read_out(
     size: u32,
 ) -> Option<Vocabulary> {
     let vocabulary = encoder.and_then(|bpe| Vocabulary::from_tiktoken(&bpe, pattern, size));
-    bpe::return_freed_memory();
+    crate::heap::trim();
     match vocabulary {
         Ok(v) => Some(v),
         Err(e) => {
