@@ -85,14 +85,12 @@ def http_json(method, url, body=None, headers=None):
         return json.loads(text) if text else None
 
 
-def rss_kb(pids, field="VmRSS"):
-    """Resident memory of `pids` in KiB: all of it (VmRSS, which counts the
-    mapped binary and the adapters' compiled code) or only the process's own
-    heap and stacks (RssAnon)."""
+def proc_kb(pids, file, field):
+    """The sum over `pids` of a KiB figure in /proc/PID/`file`."""
     total = 0
     for pid in pids:
         try:
-            with open(f"/proc/{pid}/status") as f:
+            with open(f"/proc/{pid}/{file}") as f:
                 for line in f:
                     if line.startswith(field + ":"):
                         total += int(line.split()[1])
@@ -101,22 +99,20 @@ def rss_kb(pids, field="VmRSS"):
     return total
 
 
+def rss_kb(pids, field="VmRSS"):
+    """Resident memory of `pids` in KiB: all of it (VmRSS, which counts the
+    mapped binary and the adapters' compiled code) or only the process's own
+    heap and stacks (RssAnon)."""
+    return proc_kb(pids, "status", field)
+
+
 def pss_kb(pids):
     """Proportional resident memory of `pids` in KiB: a page shared by several
     mappings counts once in all. Each adapter instance maps its adapter's
     copy-on-write memory image, and VmRSS counts the image's pages once per
     instance, though they exist once; the kernel's memory accounting (a
     container's limit) charges them once, as PSS does."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-        except FileNotFoundError:
-            pass
-    return total
+    return proc_kb(pids, "smaps_rollup", "Pss")
 
 
 def process_tree(pid):

@@ -315,6 +315,29 @@ fn build_engine(
     allocation: Allocation,
 ) -> anyhow::Result<Engine> {
     let memory = limits.memory_limit_mib.max(1) * 1024 * 1024;
+    let mut config = EngineConfig::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        // Reserve only what the cap allows instead of 4 GiB per memory, so a
+        // large pool stays cheap in address space; bounds checks are explicit.
+        .memory_reservation(memory)
+        .memory_guard_size(64 * 1024)
+        .memory_reservation_for_growth(0)
+        .max_wasm_stack(1024 * 1024)
+        .cache(cache);
+    if allocation == Allocation::Pooled {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(limits, memory)));
+    }
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("creating the WebAssembly engine")
+}
+
+/// The serving engine's instance pool: `max_instances` instances whose
+/// memories are capped at `memory` bytes.
+fn pool(limits: &AdapterConfig, memory: u64) -> PoolingAllocationConfig {
     let instances = limits.max_instances.max(1);
     let keep_resident = usize::try_from(limits.keep_resident_kib.saturating_mul(1024))
         .unwrap_or(usize::MAX)
@@ -342,24 +365,7 @@ fn build_engine(
         // one per request. A slot waiting in the batch is flushed early if
         // the pool needs it.
         .decommit_batch_size(16);
-    let mut config = EngineConfig::new();
-    config
-        .wasm_component_model(true)
-        .epoch_interruption(true)
-        .memory_init_cow(true)
-        // Reserve only what the cap allows instead of 4 GiB per memory, so a
-        // large pool stays cheap in address space; bounds checks are explicit.
-        .memory_reservation(memory)
-        .memory_guard_size(64 * 1024)
-        .memory_reservation_for_growth(0)
-        .max_wasm_stack(1024 * 1024)
-        .cache(cache);
-    if allocation == Allocation::Pooled {
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    }
-    Engine::new(&config)
-        .map_err(anyhow::Error::from)
-        .context("creating the WebAssembly engine")
+    pool
 }
 
 fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
