@@ -103,6 +103,15 @@ pub struct AdapterConfig {
     /// instantiation for more resident memory: a slot used once keeps up to
     /// this much. 0 returns everything at once.
     pub keep_resident_kib: u64,
+    /// Requests one adapter instance serves before it is replaced by a
+    /// fresh one. Between requests an instance waits, warm, for the next
+    /// request of the same user to the same adapter version, which skips
+    /// instantiating (and the page faults of a fresh memory); it never
+    /// serves another user. An instance that trapped, was interrupted or
+    /// grew its memory past 8 MiB is never reused. 1 gives every request a
+    /// fresh instance: an adapter then cannot carry anything from one call
+    /// to the next, even by mistake.
+    pub reuse_calls: u32,
     /// Cache of compiled adapters, keyed by content hash. Default:
     /// `<data_dir>/adapter-cache`.
     pub cache_dir: Option<PathBuf>,
@@ -176,6 +185,7 @@ impl Default for AdapterConfig {
             memory_limit_mib: 64,
             max_instances: 1000,
             keep_resident_kib: 64,
+            reuse_calls: 1000,
             cache_dir: None,
             dir: None,
         }

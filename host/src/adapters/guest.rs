@@ -70,6 +70,8 @@ impl GuestState {
 struct MemoryCap {
     max_bytes: usize,
     refused: bool,
+    /// The largest any memory of the instance has grown to.
+    peak: usize,
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -83,6 +85,7 @@ impl ResourceLimiter for MemoryCap {
             self.refused = true;
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
@@ -153,12 +156,26 @@ enum Bindings {
     V0_2(v0_2_0::TransitAdapter),
 }
 
-/// One instance of an adapter in its own store. Not shared between requests.
+/// One instance of an adapter in its own store, used by one request at a
+/// time; it may serve several in turn (see [`Instance::reusable`]).
 pub struct Instance {
     store: Store<GuestState>,
     bindings: Bindings,
     deadline_ticks: u64,
+    /// Requests and streams served, and how many the instance may serve.
+    served: u32,
+    max_served: u32,
+    /// A guest call trapped, or was abandoned mid-way (its future dropped):
+    /// the guest's state cannot be trusted any more.
+    spoiled: bool,
+    /// Stream translators whose streams ended, to be dropped in the guest
+    /// before the next call.
+    closed: Vec<ResourceAny>,
 }
+
+/// Linear memory past which an instance is not kept for another call: its
+/// pages would stay resident while it waits.
+const REUSE_MEMORY_BYTES: usize = 8 * 1024 * 1024;
 
 /// A stream translator living in an [`Instance`].
 pub struct StreamTranslator(ResourceAny);
@@ -170,11 +187,15 @@ fn missing(function: &str) -> AdapterError {
     ))
 }
 
-/// Run one guest call under a fresh deadline, classifying a trap.
+/// Run one guest call under a fresh deadline, classifying a trap. The
+/// instance counts as spoiled while the call runs, so one whose call is
+/// abandoned half-way (its future dropped) is never reused.
 macro_rules! guest_call {
     ($self:ident, $call:expr) => {{
         $self.store.set_epoch_deadline($self.deadline_ticks);
+        $self.spoiled = true;
         let r = $call.await;
+        $self.spoiled = r.is_err();
         r.map_err(|e| $self.failure(e))
     }};
 }
@@ -192,6 +213,7 @@ impl Instance {
             limiter: MemoryCap {
                 max_bytes: (limits.memory_limit_mib.max(1) * 1024 * 1024) as usize,
                 refused: false,
+                peak: 0,
             },
             adapter: String::new(),
         };
@@ -206,7 +228,49 @@ impl Instance {
             store,
             bindings,
             deadline_ticks,
+            served: 0,
+            max_served: limits.reuse_calls.max(1),
+            spoiled: false,
+            closed: Vec::new(),
         })
+    }
+
+    /// Count one more request or stream served.
+    pub(super) fn serve(&mut self) {
+        self.served = self.served.saturating_add(1);
+    }
+
+    /// Whether the instance may serve another request once the pending
+    /// stream translators are dropped: every guest call returned, it has
+    /// requests left and its memory stayed small.
+    pub fn reusable(&self) -> bool {
+        !self.spoiled
+            && self.served < self.max_served
+            && self.store.data().limiter.peak <= REUSE_MEMORY_BYTES
+    }
+
+    /// The stream `translator` is over; it is dropped in the guest before the
+    /// instance's next call (see [`Instance::reset`]).
+    pub fn close_stream(&mut self, translator: StreamTranslator) {
+        self.closed.push(translator.0);
+    }
+
+    /// Ready a kept instance for its next call: drop the translators of
+    /// the streams it served. False if the guest failed doing so.
+    pub async fn reset(&mut self) -> bool {
+        while let Some(translator) = self.closed.pop() {
+            self.store.set_epoch_deadline(self.deadline_ticks);
+            self.spoiled = true;
+            if translator
+                .resource_drop_async(&mut self.store)
+                .await
+                .is_err()
+            {
+                return false;
+            }
+            self.spoiled = false;
+        }
+        self.reusable()
     }
 
     /// Name the adapter in the guest's log lines.

@@ -1,6 +1,11 @@
 //! The adapter runtime: one wasmtime [`Engine`] for the process, adapters
-//! compiled once into pre-linked instances held in a registry, and a fresh
-//! [`wasmtime::Store`] for every request or stream.
+//! compiled once into pre-linked instances held in a registry, and an
+//! instance in a [`wasmtime::Store`] of its own for each request or stream.
+//! An instance whose request went well waits, warm, for the next request of
+//! the same user to the same adapter version (up to `adapters.reuse_calls`
+//! requests), which skips instantiating and faulting in a fresh memory. An
+//! instance never serves two users: whatever an adapter keeps between calls
+//! stays with the user it came from.
 //!
 //! Containment: every call into a guest runs under an epoch deadline (a
 //! ticker thread advances the epoch; a call over budget traps) and a memory
@@ -17,8 +22,8 @@ mod v0_1_0;
 mod v0_2_0;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -57,13 +62,98 @@ pub struct LoadedAdapter {
     pre: guest::Pre,
     /// Requests and streams currently holding an instance of this version.
     in_flight: AtomicUsize,
+    /// Instances waiting for this version's next request.
+    idle: Mutex<Idle>,
     /// The crash-loop guard.
     pub health: Health,
 }
 
+/// Warm instances of one adapter version.
+#[derive(Default)]
+struct Idle {
+    instances: Vec<Warm>,
+    /// The version is no longer served: instances are not kept any more.
+    retired: bool,
+}
+
+/// A kept instance, with the pool place it holds and the user it serves.
+struct Warm {
+    instance: Instance,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    owner: i64,
+}
+
+/// The owner of instances serving the gateway itself (load checks, the
+/// conformance kit): no user has this id.
+pub const GATEWAY: i64 = 0;
+
+/// Instances kept per adapter version between requests. Enough for the
+/// concurrency one adapter sees in steady state; a burst beyond it
+/// instantiates afresh.
+const IDLE_PER_ADAPTER: usize = 64;
+
 impl LoadedAdapter {
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Instances waiting for a request.
+    pub fn idle(&self) -> usize {
+        self.idle_list().instances.len()
+    }
+
+    fn idle_list(&self) -> std::sync::MutexGuard<'_, Idle> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The warm instance `owner` used last, if one waits.
+    fn take_idle(&self, owner: i64) -> Option<Warm> {
+        let mut idle = self.idle_list();
+        let at = idle.instances.iter().rposition(|w| w.owner == owner)?;
+        Some(idle.instances.remove(at))
+    }
+
+    /// The instance that has waited longest, whoever it served.
+    fn take_oldest(&self) -> Option<Warm> {
+        let mut idle = self.idle_list();
+        (!idle.instances.is_empty()).then(|| idle.instances.remove(0))
+    }
+
+    /// Keep `instance` for `owner`'s next request, if it may serve one. When
+    /// as many wait already, the one that waited longest makes room.
+    fn keep(&self, instance: Instance, permit: tokio::sync::OwnedSemaphorePermit, owner: i64) {
+        if !instance.reusable() {
+            return;
+        }
+        let mut idle = self.idle_list();
+        if idle.retired {
+            return;
+        }
+        let evicted = (idle.instances.len() >= IDLE_PER_ADAPTER).then(|| idle.instances.remove(0));
+        idle.instances.push(Warm {
+            instance,
+            permit,
+            owner,
+        });
+        drop(idle);
+        drop(evicted);
+    }
+
+    /// Keep instances again: this version is served (again).
+    fn unretire(&self) {
+        self.idle_list().retired = false;
+    }
+
+    /// Stop keeping instances: this version is no longer served.
+    fn retire(&self) {
+        let dropped = {
+            let mut idle = self.idle_list();
+            idle.retired = true;
+            std::mem::take(&mut idle.instances)
+        };
+        drop(dropped);
     }
 }
 
@@ -188,6 +278,7 @@ impl Runtime {
             source,
             pre,
             in_flight: AtomicUsize::new(0),
+            idle: Mutex::default(),
             health: Health::default(),
         })
     }
@@ -216,7 +307,7 @@ impl Runtime {
 
     fn publish(&self, name: &str) {
         let effective = self.sources.effective(name);
-        self.registry.rcu(|current| {
+        let before = self.registry.rcu(|current| {
             let mut next = HashMap::clone(current);
             match &effective {
                 Some(a) => {
@@ -228,6 +319,15 @@ impl Runtime {
             }
             next
         });
+        if let Some(new) = &effective {
+            new.unretire();
+        }
+        // The version served until now keeps no instances any more.
+        if let Some(old) = before.get(name)
+            && !effective.as_ref().is_some_and(|new| Arc::ptr_eq(old, new))
+        {
+            old.retire();
+        }
     }
 
     /// Recent load failures, newest first.
@@ -245,18 +345,31 @@ impl Runtime {
         all
     }
 
-    /// A fresh instance of `adapter` for one request or stream.
+    /// An instance of `adapter` for the gateway's own calls (see
+    /// [`Runtime::instantiate_for`]).
     pub async fn instantiate(&self, adapter: &Arc<LoadedAdapter>) -> anyhow::Result<Lease> {
-        let permit = tokio::time::timeout(INSTANCE_WAIT, self.instances.clone().acquire_owned())
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "all {} adapter instances stayed busy for {}s",
-                    self.limits.max_instances,
-                    INSTANCE_WAIT.as_secs()
-                )
-            })?
-            .map_err(|_| anyhow::anyhow!("the adapter runtime is shutting down"))?;
+        self.instantiate_for(adapter, GATEWAY).await
+    }
+
+    /// An instance of `adapter` for one request or stream of user `owner`:
+    /// the one that served the user's last request to this version if it
+    /// waits warm, else a fresh one.
+    pub async fn instantiate_for(
+        &self,
+        adapter: &Arc<LoadedAdapter>,
+        owner: i64,
+    ) -> anyhow::Result<Lease> {
+        let mut place = None;
+        while let Some(mut warm) = adapter.take_idle(owner) {
+            if warm.instance.reset().await {
+                return Ok(Lease::new(warm.instance, adapter, warm.permit, owner));
+            }
+            place = Some(warm.permit);
+        }
+        let permit = match place {
+            Some(permit) => permit,
+            None => self.place().await?,
+        };
         let instance = Instance::new(
             &self.engine,
             &adapter.pre,
@@ -264,25 +377,90 @@ impl Runtime {
             self.deadline_ticks,
         )
         .await?;
-        adapter.in_flight.fetch_add(1, Ordering::Relaxed);
-        Ok(Lease {
-            instance,
-            adapter: adapter.clone(),
-            _permit: permit,
-        })
+        Ok(Lease::new(instance, adapter, permit, owner))
+    }
+
+    /// A place in the instance pool: a free one, else one that a warm
+    /// instance of any adapter gives up, else the first freed within
+    /// `INSTANCE_WAIT`.
+    async fn place(&self) -> anyhow::Result<tokio::sync::OwnedSemaphorePermit> {
+        loop {
+            match self.instances.clone().try_acquire_owned() {
+                Ok(permit) => return Ok(permit),
+                Err(tokio::sync::TryAcquireError::Closed) => {
+                    return Err(anyhow!("the adapter runtime is shutting down"));
+                }
+                Err(tokio::sync::TryAcquireError::NoPermits) => {}
+            }
+            let evicted = self.registry.load().values().find_map(|a| a.take_oldest());
+            match evicted {
+                Some(warm) => drop(warm),
+                None => break,
+            }
+        }
+        tokio::time::timeout(INSTANCE_WAIT, self.instances.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "all {} adapter instances stayed busy for {}s",
+                    self.limits.max_instances,
+                    INSTANCE_WAIT.as_secs()
+                )
+            })?
+            .map_err(|_| anyhow!("the adapter runtime is shutting down"))
     }
 }
 
-/// An adapter instance held by one request; counts as in flight until dropped.
+/// An adapter instance held by one request or stream; counts as in flight
+/// until it is dropped or given back with [`Lease::recycle`].
 pub struct Lease {
     pub instance: Instance,
     pub adapter: Arc<LoadedAdapter>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    owner: i64,
+    _in_flight: InFlight,
 }
 
-impl Drop for Lease {
+impl Lease {
+    fn new(
+        mut instance: Instance,
+        adapter: &Arc<LoadedAdapter>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        owner: i64,
+    ) -> Self {
+        instance.serve();
+        adapter.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            instance,
+            adapter: adapter.clone(),
+            permit,
+            owner,
+            _in_flight: InFlight(adapter.clone()),
+        }
+    }
+
+    /// The request is over: the instance waits for the adapter's next
+    /// request if it may serve one, and is dropped otherwise. A lease that
+    /// is simply dropped (an error path) drops its instance.
+    pub fn recycle(self) {
+        let Self {
+            instance,
+            adapter,
+            permit,
+            owner,
+            _in_flight,
+        } = self;
+        drop(_in_flight);
+        adapter.keep(instance, permit, owner);
+    }
+}
+
+/// Counts a lease in its adapter's `in_flight`.
+struct InFlight(Arc<LoadedAdapter>);
+
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.adapter.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -557,6 +735,183 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(err, Err(AdapterError::Unsupported(m)) if m.contains("0.2.0")));
+    }
+
+    /// A runtime serving the `misbehave` fixture, with `config`.
+    async fn misbehave(config: AdapterConfig) -> (tempfile::TempDir, Runtime, Arc<LoadedAdapter>) {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(&config, Some(dir.path())).await.unwrap();
+        let adapter = runtime.install(compile_misbehave(&runtime).await);
+        (dir, runtime, adapter)
+    }
+
+    async fn compile_misbehave(runtime: &Runtime) -> LoadedAdapter {
+        let bytes =
+            std::fs::read(std::path::Path::new(env!("BUILT_ADAPTERS_DIR")).join("misbehave.wasm"))
+                .unwrap();
+        runtime.compile(&bytes, Source::Uploaded).await.unwrap()
+    }
+
+    fn model_call(model: &str) -> Call {
+        Call {
+            model: model.into(),
+            ..call(true)
+        }
+    }
+
+    /// What the instance behind `lease` remembers, as the fixture's `count`
+    /// model reports it: (requests prepared, stream translators alive).
+    async fn remembered(lease: &mut Lease) -> (u32, u32) {
+        let req = lease
+            .instance
+            .prepare_request(&model_call("count"), br#"{"model":"x","messages":[]}"#)
+            .await
+            .unwrap()
+            .unwrap();
+        let header = |name: &str| -> u32 {
+            req.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.parse().unwrap())
+                .unwrap()
+        };
+        (header("x-prepared"), header("x-live-streams"))
+    }
+
+    /// An instance whose request went well serves the adapter's next
+    /// request, its finished streams' translators dropped first; one that
+    /// trapped is never reused.
+    #[tokio::test]
+    async fn a_warm_instance_serves_the_next_request_and_forgets_its_streams() {
+        let (_dir, runtime, adapter) = misbehave(AdapterConfig::default()).await;
+
+        let mut lease = runtime.instantiate(&adapter).await.unwrap();
+        assert_eq!(remembered(&mut lease).await, (1, 0));
+        let stream = lease
+            .instance
+            .open_stream(&model_call("count"))
+            .await
+            .unwrap();
+        assert_eq!(remembered(&mut lease).await, (2, 1));
+        lease.instance.close_stream(stream);
+        lease.recycle();
+        assert_eq!((adapter.idle(), adapter.in_flight()), (1, 0));
+
+        let mut lease = runtime.instantiate(&adapter).await.unwrap();
+        assert_eq!(adapter.idle(), 0);
+        assert_eq!(
+            remembered(&mut lease).await,
+            (3, 0),
+            "the same instance, its stream gone"
+        );
+
+        // A trap spoils the instance: the next request gets a fresh one.
+        let trapped = lease
+            .instance
+            .prepare_request(&model_call("trap"), b"{}")
+            .await;
+        assert!(
+            matches!(trapped, Err(GuestFailure::Trap(_))),
+            "{:?}",
+            trapped.err()
+        );
+        lease.recycle();
+        assert_eq!(adapter.idle(), 0);
+        let mut lease = runtime.instantiate(&adapter).await.unwrap();
+        assert_eq!(remembered(&mut lease).await, (1, 0));
+
+        // A lease dropped on an error path drops its instance too.
+        drop(lease);
+        assert_eq!((adapter.idle(), adapter.in_flight()), (0, 0));
+    }
+
+    /// An instance serves one user only: another user's request gets a
+    /// fresh one, and each user gets back the instance that served them.
+    #[tokio::test]
+    async fn a_warm_instance_serves_only_the_user_it_served() {
+        let (_dir, runtime, adapter) = misbehave(AdapterConfig::default()).await;
+        for (user, expected) in [(7, 1), (8, 1), (7, 2), (8, 2), (9, 1)] {
+            let mut lease = runtime.instantiate_for(&adapter, user).await.unwrap();
+            assert_eq!(remembered(&mut lease).await.0, expected, "user {user}");
+            lease.recycle();
+        }
+        assert_eq!(adapter.idle(), 3);
+    }
+
+    /// `reuse_calls` bounds the requests one instance serves; 1 gives every
+    /// request a fresh instance.
+    #[tokio::test]
+    async fn reuse_calls_bounds_what_an_instance_serves() {
+        for (reuse, expected) in [(2, [1, 2, 1, 2]), (1, [1, 1, 1, 1])] {
+            let config = AdapterConfig {
+                reuse_calls: reuse,
+                ..AdapterConfig::default()
+            };
+            let (_dir, runtime, adapter) = misbehave(config).await;
+            let mut seen = Vec::new();
+            for _ in 0..4 {
+                let mut lease = runtime.instantiate(&adapter).await.unwrap();
+                seen.push(remembered(&mut lease).await.0);
+                lease.recycle();
+            }
+            assert_eq!(seen, expected, "reuse_calls = {reuse}");
+        }
+    }
+
+    /// A version replaced by a hot reload keeps no instances, and gets them
+    /// again once it is served again.
+    #[tokio::test]
+    async fn a_replaced_version_keeps_no_instances() {
+        let (_dir, runtime, old) = misbehave(AdapterConfig::default()).await;
+        let held = runtime.instantiate(&old).await.unwrap();
+        runtime.instantiate(&old).await.unwrap().recycle();
+        assert_eq!(old.idle(), 1);
+
+        let new = runtime.install(compile_misbehave(&runtime).await);
+        assert_eq!(old.idle(), 0, "dropped when replaced");
+        held.recycle();
+        assert_eq!(
+            old.idle(),
+            0,
+            "a request still running on it gives its instance up"
+        );
+        runtime.instantiate(&new).await.unwrap().recycle();
+        assert_eq!(new.idle(), 1);
+
+        // The directory layer below the upload is served once the upload
+        // is withdrawn.
+        let mut below = compile_misbehave(&runtime).await;
+        below.source = Source::Directory;
+        let below = runtime.install(below);
+        assert_eq!(
+            runtime.get("misbehave").map(|a| Arc::ptr_eq(&a, &new)),
+            Some(true)
+        );
+        runtime.remove("misbehave", Source::Uploaded);
+        assert_eq!(new.idle(), 0);
+        runtime.instantiate(&below).await.unwrap().recycle();
+        assert_eq!(below.idle(), 1);
+    }
+
+    /// When every place in the pool is taken by warm instances, a request
+    /// for another adapter takes the place of one of them.
+    #[tokio::test]
+    async fn warm_instances_give_way_to_other_adapters() {
+        let config = AdapterConfig {
+            // One place for requests (the rest is kept for load checks).
+            max_instances: RESERVED_INSTANCES + 1,
+            ..AdapterConfig::default()
+        };
+        let (_dir, runtime, misbehave) = misbehave(config).await;
+        runtime.instantiate(&misbehave).await.unwrap().recycle();
+        assert_eq!(misbehave.idle(), 1);
+        let openai = runtime.get("openai").unwrap();
+        let lease = tokio::time::timeout(Duration::from_secs(2), runtime.instantiate(&openai))
+            .await
+            .expect("not kept waiting")
+            .unwrap();
+        assert_eq!(misbehave.idle(), 0);
+        drop(lease);
     }
 
     #[tokio::test]

@@ -26,6 +26,7 @@ fn adapter_json(a: &LoadedAdapter) -> Value {
         "builtin": a.source == Source::Builtin,
         "loaded_at": a.loaded_at,
         "in_flight": a.in_flight(),
+        "idle": a.idle(),
         "healthy": a.health.is_healthy(),
         "unhealthy_until": a.health.unhealthy_until(),
     })

@@ -473,6 +473,8 @@ pub(crate) fn request_id(request: &Request) -> String {
 /// What the later phases need to know of the call.
 #[derive(Clone)]
 pub(crate) struct CallRecord {
+    /// The caller's user: adapter instances serve one user only.
+    pub user_id: i64,
     pub model: String,
     pub request_id: String,
     pub started: Instant,
@@ -565,6 +567,7 @@ async fn relay(
         .await?;
     let mut hold = Some(hold);
     let record = CallRecord {
+        user_id: caller.user_id,
         model: probe.model.clone(),
         request_id: request_id.to_owned(),
         started,
@@ -672,9 +675,13 @@ async fn attempt(
     // no instance.
     let channel_info: ChannelInfo =
         crate::channels::vertex::channel_info(app, channel, key_index).await?;
-    let mut lease = app.runtime.instantiate(&adapter).await.map_err(|e| {
-        GatewayError::unavailable(format!("No adapter instance is free: {e}")).retryable(true)
-    })?;
+    let mut lease = app
+        .runtime
+        .instantiate_for(&adapter, record.user_id)
+        .await
+        .map_err(|e| {
+            GatewayError::unavailable(format!("No adapter instance is free: {e}")).retryable(true)
+        })?;
     lease.instance.set_log_name(&adapter.info.name);
     // A client in a native shape is served natively when the channel's
     // adapter speaks that shape, and through the canonical form otherwise.
@@ -737,7 +744,7 @@ async fn attempt(
         // Binary answers (audio) go to the client as they arrive. The call
         // is billed now, for what the adapter said it costs (or the units the
         // request asked for): the upstream bills it once it answered 2xx.
-        drop(lease);
+        lease.recycle();
         let usage = with_units(upstream.usage.take(), probe, record);
         if let Some(hold) = hold.take() {
             hold.settle(Outcome::Served {
@@ -781,7 +788,7 @@ async fn attempt(
         .await
         .map_err(|f| guest_failure(&lease, f))?
         .map_err(|e| from_adapter_error(e, channel))?;
-    drop(lease);
+    lease.recycle();
     let usage = translated.usage.clone().unwrap_or_else(|| Usage {
         input_tokens: record.prompt_tokens,
         output_tokens: billing::tokens::count(&record.model, &completion_text(&translated.body)),

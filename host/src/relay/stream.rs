@@ -120,6 +120,18 @@ impl Pump {
         Ok(batch.chunks)
     }
 
+    /// Give the adapter instance back, its translator to be dropped before
+    /// the instance's next request.
+    fn release(self) {
+        let Self {
+            mut lease,
+            translator,
+            ..
+        } = self;
+        lease.instance.close_stream(translator);
+        lease.recycle();
+    }
+
     fn absorb(&mut self, batch: &ChunkBatch) {
         if let Some(u) = &batch.usage {
             self.usage = Some(u.clone());
@@ -387,7 +399,7 @@ impl Relay {
             self.queue.extend(bytes);
         }
         // Release the adapter instance before the bookkeeping.
-        drop(pump);
+        pump.release();
         if let Some(hold) = self.hold.take() {
             hold.settle(Outcome::Served {
                 channel_id: self.channel.id,

@@ -370,6 +370,7 @@ async fn submit_body(
         tried.push(channel.id);
         match submit_upstream(
             app,
+            caller.user_id,
             &channel,
             key_index,
             endpoint,
@@ -436,6 +437,7 @@ async fn submit_body(
 #[allow(clippy::too_many_arguments)]
 async fn submit_upstream(
     app: &AppState,
+    user_id: i64,
     channel: &Arc<Channel>,
     key_index: usize,
     endpoint: &str,
@@ -448,9 +450,13 @@ async fn submit_upstream(
             .retryable(true)
     })?;
     let call = task_call(app, endpoint, model, channel, key_index, headers).await?;
-    let mut lease = app.runtime.instantiate(&adapter).await.map_err(|e| {
-        GatewayError::unavailable(format!("No adapter instance is free: {e}")).retryable(true)
-    })?;
+    let mut lease = app
+        .runtime
+        .instantiate_for(&adapter, user_id)
+        .await
+        .map_err(|e| {
+            GatewayError::unavailable(format!("No adapter instance is free: {e}")).retryable(true)
+        })?;
     lease.instance.set_log_name(&adapter.info.name);
     let req = lease
         .instance
@@ -730,7 +736,7 @@ async fn content(app: &AppState, task: &TaskRow, variant: &str) -> Result<Respon
     let call = stored_task_call(app, task, &channel).await?;
     let mut lease = app
         .runtime
-        .instantiate(&adapter)
+        .instantiate_for(&adapter, task.user_id)
         .await
         .map_err(|e| GatewayError::unavailable(format!("No adapter instance is free: {e}")))?;
     lease.instance.set_log_name(&adapter.info.name);
@@ -757,7 +763,7 @@ async fn content(app: &AppState, task: &TaskRow, variant: &str) -> Result<Respon
             .map_err(|f| relay::guest_failure(&lease, f))?;
         return Err(relay::from_adapter_error(e, &channel));
     }
-    drop(lease);
+    lease.recycle();
     let content_type = upstream
         .headers()
         .get(header::CONTENT_TYPE)

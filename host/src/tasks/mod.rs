@@ -411,7 +411,7 @@ async fn poll_upstream(app: &AppState, task: &TaskRow) -> Result<TaskState, Gate
     let call = stored_task_call(app, task, &channel).await?;
     let mut lease = app
         .runtime
-        .instantiate(&adapter)
+        .instantiate_for(&adapter, task.user_id)
         .await
         .map_err(|e| GatewayError::unavailable(format!("no adapter instance is free: {e}")))?;
     lease.instance.set_log_name(&adapter.info.name);
