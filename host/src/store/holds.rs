@@ -64,10 +64,6 @@ pub struct Settlement {
     pub log: ConsumeLog,
 }
 
-/// Rows per multi-row `INSERT` (20 columns each stays far below every
-/// backend's limit on bound parameters).
-pub(super) const ROWS_PER_INSERT: usize = 50;
-
 /// Whether the line pays all of a charge (no overrun to take from the
 /// balance), so it can be written with the others of its batch.
 fn covered_by_line(c: &LineCharge) -> bool {
@@ -232,7 +228,7 @@ impl Db {
             return Ok(());
         }
         let ts = now();
-        for chunk in charges.chunks(ROWS_PER_INSERT) {
+        for chunk in super::runs(charges) {
             let rows = vec!["(?, ?)"; chunk.len()].join(", ");
             let sql = match self.backend {
                 Backend::Sqlite | Backend::Postgres => format!(
@@ -242,7 +238,7 @@ impl Db {
                     format!("INSERT IGNORE INTO ledger_marks (id, created_at) VALUES {rows}")
                 }
             };
-            let mut query = self.dynamic(sql);
+            let mut query = self.multi_row(sql);
             for c in chunk {
                 query = query.bind(c.id.clone()).bind(ts);
             }

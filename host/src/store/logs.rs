@@ -113,9 +113,9 @@ impl Db {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     ) -> sqlx::Result<()> {
         let ts = now();
-        for chunk in logs.chunks(super::holds::ROWS_PER_INSERT) {
+        for chunk in super::runs(logs) {
             let rows = vec![log_row!(); chunk.len()].join(", ");
-            let mut query = self.dynamic(format!("{} {rows}", insert_logs!()));
+            let mut query = self.multi_row(format!("{} {rows}", insert_logs!()));
             for log in chunk {
                 query = bind_log(query, log, ts);
             }

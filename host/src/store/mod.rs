@@ -159,16 +159,16 @@ impl Db {
         sqlx::query(AssertSqlSafe(self.sql(sql)))
     }
 
-    /// A query over SQL built at run time (multi-row inserts; the text
-    /// holds placeholders only, never values). Not kept in the connection's
-    /// statement cache: each row count is a statement of its own, and they
-    /// would push out the hot ones.
-    pub(crate) fn dynamic<'a>(&self, sql: String) -> AnyQuery<'a> {
+    /// A multi-row statement built at run time (the text holds
+    /// placeholders only, never values). Row counts come from [`runs`], so
+    /// there are few shapes, and each stays prepared in the connection's
+    /// statement cache.
+    pub(crate) fn multi_row<'a>(&self, sql: String) -> AnyQuery<'a> {
         let text: Cow<'static, str> = match self.backend {
             Backend::Postgres => Cow::Owned(numbered_placeholders(&sql)),
             _ => Cow::Owned(sql),
         };
-        sqlx::query(AssertSqlSafe(text)).persistent(false)
+        sqlx::query(AssertSqlSafe(text))
     }
 
     /// An `INSERT` query whose execution by [`Db::insert_id`] yields the new
@@ -237,9 +237,46 @@ fn numbered_placeholders(query: &str) -> String {
     out
 }
 
+/// Rows in one multi-row statement at most (20 columns each stays far
+/// below every backend's limit on bound parameters).
+const MAX_RUN: usize = 64;
+
+/// `items` in runs of 64, then of the powers of two that make up the rest
+/// (100 rows: 64, 32, 4): a multi-row statement then has one of seven
+/// shapes, each parsed once per connection instead of once per batch.
+pub(crate) fn runs<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = if rest.len() >= MAX_RUN {
+            MAX_RUN
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (run, tail) = rest.split_at(n);
+        rest = tail;
+        Some(run)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_are_powers_of_two_up_to_the_most_per_statement() {
+        let sizes = |n: usize| runs(&vec![0u8; n]).map(<[u8]>::len).collect::<Vec<_>>();
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(37), [32, 4, 1]);
+        assert_eq!(sizes(64), [64]);
+        assert_eq!(sizes(100), [64, 32, 4]);
+        assert_eq!(sizes(200), [64, 64, 64, 8]);
+        let items: Vec<u32> = (0..77).collect();
+        assert_eq!(runs(&items).flatten().copied().collect::<Vec<_>>(), items);
+    }
 
     #[test]
     fn placeholders_are_numbered_outside_quotes() {
