@@ -11,13 +11,19 @@
 //! The counts are tiktoken's: text is split with the vocabulary's pattern,
 //! and each piece that is not a token is merged pair by pair, lowest rank
 //! first (leftmost on ties), until no adjacent pair is a token.
+//!
+//! tiktoken's patterns need a backtracking engine for one look-ahead,
+//! `\s+(?!\S)`, and that engine spent more time splitting a short prompt
+//! than the merges did. [`Splitter`] runs an equivalent pattern without it
+//! on the `regex` crate's automata, and gives the look-ahead's answer back
+//! by hand.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
 
-use fancy_regex::Regex;
 use hashbrown::HashTable;
+use regex::Regex;
 use rustc_hash::FxBuildHasher;
 
 type Rank = u32;
@@ -25,9 +31,75 @@ type Rank = u32;
 /// Pieces at least this long are merged with a heap instead of a rescan.
 const LONG_PIECE: usize = 128;
 
+/// A tiktoken pre-tokenizing pattern, run without backtracking.
+///
+/// The patterns end with `\s+(?!\S)` followed by `\s+` (`o200k_base`) or
+/// `\s` (`cl100k_base`). The look-ahead's alternative is reached only at a
+/// run of whitespace with no line break that the earlier alternatives did
+/// not take, and it takes all of the run but its last character when text
+/// follows (that character then leads the next piece); the alternatives
+/// after it take the run whole, or its one character. So both endings
+/// become `\s+`, and a piece that is such a run, of two characters or
+/// more, with text after it, gives its last character back. The
+/// patterns' possessive quantifiers never give up anything a match could
+/// use, so their greedy forms match alike.
+pub struct Splitter {
+    regex: Regex,
+}
+
+impl Splitter {
+    pub fn new(pattern: &str) -> anyhow::Result<Self> {
+        let mut plain = None;
+        for ending in [r"|\s+(?!\S)|\s+", r"|\s+(?!\S)|\s"] {
+            if let Some(head) = pattern.strip_suffix(ending) {
+                plain = Some(format!(r"{head}|\s+"));
+                break;
+            }
+        }
+        let plain = plain.unwrap_or_else(|| pattern.to_owned());
+        if ["(?!", "(?=", "(?<", r"\+"]
+            .iter()
+            .any(|x| plain.contains(x))
+        {
+            anyhow::bail!("the pattern has a construct this splitter cannot run: {pattern}");
+        }
+        // A possessive quantifier (`?+`, `*+`, `++`, `{1,3}+`) made greedy.
+        let possessive = Regex::new(r"([?*+]|\{[0-9]+(?:,[0-9]*)?\})\+")?;
+        let plain = possessive.replace_all(&plain, "$1");
+        Ok(Self {
+            regex: Regex::new(&plain)?,
+        })
+    }
+
+    /// The pieces of `text`, as tiktoken's pattern splits it.
+    pub fn pieces<'t>(&self, text: &'t str) -> impl Iterator<Item = &'t str> + use<'_, 't> {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            let found = self.regex.find_at(text, at)?;
+            let mut end = found.end();
+            let piece = found.as_str();
+            if end < text.len() && is_spaces_run(piece) {
+                end -= piece.chars().next_back().map_or(0, char::len_utf8);
+            }
+            at = end;
+            Some(&text[found.start()..end])
+        })
+    }
+}
+
+/// Two characters or more of whitespace, none a line break.
+fn is_spaces_run(piece: &str) -> bool {
+    let mut chars = piece.chars();
+    chars.next().is_some()
+        && chars.next().is_some()
+        && piece
+            .chars()
+            .all(|c| c.is_whitespace() && c != '\r' && c != '\n')
+}
+
 /// One vocabulary: its pre-tokenizing pattern and its ranks.
 pub struct Vocabulary {
-    pattern: Regex,
+    pattern: Splitter,
     /// Every token's bytes, back to back, in rank order.
     bytes: Vec<u8>,
     /// Where the token of rank `r` starts in `bytes`; one more entry at the
@@ -44,9 +116,9 @@ impl Vocabulary {
     pub fn new<'a>(
         pattern: &str,
         tokens: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Result<Self, fancy_regex::Error> {
+    ) -> anyhow::Result<Self> {
         let mut vocabulary = Self {
-            pattern: Regex::new(pattern)?,
+            pattern: Splitter::new(pattern)?,
             bytes: Vec::new(),
             starts: vec![0],
             index: HashTable::new(),
@@ -89,7 +161,7 @@ impl Vocabulary {
             }
             tokens.push(bytes);
         }
-        Ok(Self::new(pattern, tokens.iter().map(Vec::as_slice))?)
+        Self::new(pattern, tokens.iter().map(Vec::as_slice))
     }
 
     fn token(&self, rank: Rank) -> &[u8] {
@@ -110,15 +182,8 @@ impl Vocabulary {
     /// (special tokens are read as ordinary text).
     pub fn count(&self, text: &str) -> u64 {
         let mut total = 0u64;
-        let mut done = 0;
-        for found in self.pattern.find_iter(text) {
-            let Ok(found) = found else {
-                // The pattern gave up on this text (its backtracking limit):
-                // the rest is estimated, four bytes to a token.
-                return total + (text.len() - done).div_ceil(4) as u64;
-            };
-            done = found.end();
-            let piece = found.as_str().as_bytes();
+        for piece in self.pattern.pieces(text) {
+            let piece = piece.as_bytes();
             total += if self.rank(piece).is_some() {
                 1
             } else if piece.len() < LONG_PIECE {

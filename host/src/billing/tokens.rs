@@ -165,6 +165,11 @@ mod tests {
             long_word,
             base64,
             "a".repeat(1000),
+            // Runs of whitespace, where the patterns' look-ahead decides.
+            "a  b   !    c\t\t d \u{3000}\u{3000}e  \u{3000}".to_owned(),
+            "  leading, trailing  ".to_owned(),
+            "x \n  y\r\n\r\n   \t z  \n".to_owned(),
+            "  'll   've \t'S  123   4567".to_owned(),
         ];
         let o200k = tiktoken_rs::o200k_base().unwrap();
         let cl100k = tiktoken_rs::cl100k_base().unwrap();
@@ -178,6 +183,41 @@ mod tests {
                 count("gpt-4", text),
                 cl100k.encode_ordinary(text).len() as u64,
                 "cl100k: {text}"
+            );
+        }
+    }
+
+    /// Random text from the characters where splitting is delicate
+    /// (whitespace of every kind, case, digits, apostrophes, marks,
+    /// punctuation, other scripts) counts as tiktoken counts it.
+    #[test]
+    fn random_text_counts_match_tiktoken() {
+        const PARTS: &[&str] = &[
+            " ", " ", "  ", "\t", "\n", "\r\n", "\r", "\u{3000}", "\u{a0}", "a", "b", "Hello",
+            "WORLD", "iT", "'s", "'LL", "'ve", "1", "23", "4567", "!", "?!", "...", "/", "-", "é",
+            "e\u{301}", "\u{301}", "日本", "한", "🤖", "👍🏽", "_", "\"", "{", "}",
+        ];
+        let o200k = tiktoken_rs::o200k_base().unwrap();
+        let cl100k = tiktoken_rs::cl100k_base().unwrap();
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..2000 {
+            let len = next(24);
+            let text: String = (0..len).map(|_| PARTS[next(PARTS.len())]).collect();
+            assert_eq!(
+                count("gpt-4o", &text),
+                o200k.encode_ordinary(&text).len() as u64,
+                "o200k: {text:?}"
+            );
+            assert_eq!(
+                count("gpt-4", &text),
+                cl100k.encode_ordinary(&text).len() as u64,
+                "cl100k: {text:?}"
             );
         }
     }
