@@ -91,6 +91,18 @@ fn duration_header(d: Duration) -> String {
 /// Check and take the call's rate-limit budget. On success, the
 /// `x-ratelimit-*` headers for the response (the tightest request and token
 /// budgets, in OpenAI's style).
+/// OpenAI's rate-limit headers, for request and token budgets.
+const REQUEST_HEADERS: [&str; 3] = [
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+];
+const TOKEN_HEADERS: [&str; 3] = [
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+];
+
 pub(crate) async fn rate_limit(
     app: &AppState,
     caller: &Caller,
@@ -104,27 +116,18 @@ pub(crate) async fn rate_limit(
     let plain: Vec<Bucket> = buckets.iter().map(|(b, _)| b.clone()).collect();
     let decision = app.limiter.rate(&plain).await;
     let mut headers = Vec::new();
-    for unit in ["requests", "tokens"] {
+    for (unit, names) in [("requests", REQUEST_HEADERS), ("tokens", TOKEN_HEADERS)] {
         let tightest = buckets
             .iter()
             .zip(&decision.buckets)
             .filter(|((b, _), _)| b.unit == unit)
             .min_by_key(|(_, (remaining, _))| *remaining);
         if let Some(((bucket, _), (remaining, reset))) = tightest {
-            for (name, value) in [
-                (
-                    format!("x-ratelimit-limit-{unit}"),
-                    bucket.limit.to_string(),
-                ),
-                (
-                    format!("x-ratelimit-remaining-{unit}"),
-                    remaining.to_string(),
-                ),
-                (format!("x-ratelimit-reset-{unit}"), duration_header(*reset)),
-            ] {
-                if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-                    headers.push((n, v));
-                }
+            let [limit_name, remaining_name, reset_name] = names;
+            headers.push((HeaderName::from_static(limit_name), bucket.limit.into()));
+            headers.push((HeaderName::from_static(remaining_name), (*remaining).into()));
+            if let Ok(v) = HeaderValue::try_from(duration_header(*reset)) {
+                headers.push((HeaderName::from_static(reset_name), v));
             }
         }
     }
