@@ -80,8 +80,10 @@ pub mod prelude {
 /// A provider adapter. Implement it on a unit struct and pass that struct to
 /// [`export_adapter!`].
 ///
-/// Every function is called on a fresh instance with no state left over from
-/// other requests; keep per-stream state in [`Adapter::Stream`].
+/// An instance serves one request at a time, and may then serve more of the
+/// same user's (see the guide's Limits): keep nothing in statics that a
+/// request needs to find or that the next must not see, and keep per-stream
+/// state in [`Adapter::Stream`].
 pub trait Adapter: 'static {
     /// State of one streamed response.
     type Stream: StreamTranslator;

@@ -88,9 +88,6 @@ fn duration_header(d: Duration) -> String {
     }
 }
 
-/// Check and take the call's rate-limit budget. On success, the
-/// `x-ratelimit-*` headers for the response (the tightest request and token
-/// budgets, in OpenAI's style).
 /// OpenAI's rate-limit headers, for request and token budgets.
 const REQUEST_HEADERS: [&str; 3] = [
     "x-ratelimit-limit-requests",
@@ -103,6 +100,9 @@ const TOKEN_HEADERS: [&str; 3] = [
     "x-ratelimit-reset-tokens",
 ];
 
+/// Check and take the call's rate-limit budget. On success, the
+/// `x-ratelimit-*` headers for the response (the tightest request and token
+/// budgets, in OpenAI's style).
 pub(crate) async fn rate_limit(
     app: &AppState,
     caller: &Caller,
