@@ -270,7 +270,7 @@ impl Instance {
             }
             self.spoiled = false;
         }
-        self.reusable()
+        true
     }
 
     /// Name the adapter in the guest's log lines.

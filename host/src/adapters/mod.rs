@@ -429,13 +429,12 @@ impl Lease {
         owner: i64,
     ) -> Self {
         instance.serve();
-        adapter.in_flight.fetch_add(1, Ordering::Relaxed);
         Self {
             instance,
             adapter: adapter.clone(),
             permit,
             owner,
-            _in_flight: InFlight(adapter.clone()),
+            _in_flight: InFlight::new(adapter),
         }
     }
 
@@ -457,6 +456,13 @@ impl Lease {
 
 /// Counts a lease in its adapter's `in_flight`.
 struct InFlight(Arc<LoadedAdapter>);
+
+impl InFlight {
+    fn new(adapter: &Arc<LoadedAdapter>) -> Self {
+        adapter.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(adapter.clone())
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {

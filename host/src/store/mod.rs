@@ -164,10 +164,7 @@ impl Db {
     /// there are few shapes, and each stays prepared in the connection's
     /// statement cache.
     pub(crate) fn multi_row<'a>(&self, sql: String) -> AnyQuery<'a> {
-        let text: Cow<'static, str> = match self.backend {
-            Backend::Postgres => Cow::Owned(numbered_placeholders(&sql)),
-            _ => Cow::Owned(sql),
-        };
+        let text: Cow<'static, str> = Cow::Owned(self.sql(&sql).into_owned());
         sqlx::query(AssertSqlSafe(text))
     }
 
