@@ -252,7 +252,6 @@ impl Runtime {
                 let compiler = build_engine(&limits, Some(cache), Allocation::OnDemand)?;
                 Component::new(&compiler, &owned)?;
                 drop(compiler);
-                crate::heap::trim();
             }
             Component::new(&engine, &owned).map_err(anyhow::Error::from)
         })

@@ -35,7 +35,6 @@ fn read_out(
     size: u32,
 ) -> Option<Vocabulary> {
     let vocabulary = encoder.and_then(|bpe| Vocabulary::from_tiktoken(&bpe, pattern, size));
-    crate::heap::trim();
     match vocabulary {
         Ok(v) => Some(v),
         Err(e) => {
