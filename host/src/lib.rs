@@ -19,6 +19,7 @@ pub mod relay;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod upstream;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub struct Inner {
     pub router: Arc<channels::Router>,
     pub runtime: Arc<adapters::Runtime>,
     pub http: reqwest::Client,
+    /// Upstream calls of the relay and of async tasks.
+    pub upstream: upstream::Client,
     pub secrets: SecretBox,
     pub admin: AdminAuth,
     pub billing: Arc<billing::Billing>,
@@ -138,6 +141,11 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
         .user_agent(concat!("transit/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("building the HTTP client")?;
+    let upstream = upstream::Client::new(
+        http.clone(),
+        Duration::from_secs(config.upstream.connect_timeout_secs),
+        Duration::from_secs(config.upstream.stream_idle_timeout_secs),
+    );
 
     let tokens = auth::TokenCache::new(
         db.clone(),
@@ -152,6 +160,7 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
         router,
         runtime,
         http,
+        upstream,
         secrets,
         admin,
         tasks: tasks::Tasks::default(),

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -46,6 +46,7 @@ use crate::channels::{Channel, NoRoute};
 use crate::error::{ErrorKind, GatewayError};
 use crate::inbound::Shape;
 use crate::limits::{Acquired, SlotGuard};
+use crate::upstream::{self, Limit};
 
 /// Read a request body under the configured cap.
 pub async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, Bytes), GatewayError> {
@@ -718,14 +719,17 @@ async fn attempt(
         .map_err(|f| guest_failure(&lease, f))?
         .map_err(|e| from_adapter_error(e, channel))?;
 
-    let mut req = upstream_request(app, &adapter.info.name, &mut upstream)?;
-    if !probe.stream {
-        req = req.timeout(Duration::from_secs(
+    let req = upstream_request(&adapter.info.name, &mut upstream)?;
+    let limit = if probe.stream {
+        Limit::Idle
+    } else {
+        Limit::Total(Duration::from_secs(
             app.config.upstream.request_timeout_secs,
-        ));
-    }
-    let response = req
-        .send()
+        ))
+    };
+    let response = app
+        .upstream
+        .send(req, limit)
         .await
         .map_err(|e| upstream_unreachable(&e, channel))?;
 
@@ -866,7 +870,7 @@ fn completion_text(body: &[u8]) -> String {
 }
 
 pub(crate) async fn collect_response(
-    response: reqwest::Response,
+    response: upstream::Response,
     limit: usize,
     channel: &Channel,
 ) -> Result<UpstreamResponse, GatewayError> {
@@ -901,7 +905,7 @@ pub(crate) async fn collect_response(
     })
 }
 
-pub(crate) fn upstream_unreachable(e: &reqwest::Error, channel: &Channel) -> GatewayError {
+pub(crate) fn upstream_unreachable(e: &upstream::Error, channel: &Channel) -> GatewayError {
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -909,14 +913,9 @@ pub(crate) fn upstream_unreachable(e: &reqwest::Error, channel: &Channel) -> Gat
     } else {
         "failed"
     };
-    // reqwest's own message names the URL, which may carry a key in its
-    // query string: log only the underlying cause.
-    let cause = std::error::Error::source(e)
-        .map(ToString::to_string)
-        .unwrap_or_default();
     // Logged where operators see it: "too many open files" or "connection
     // refused" says more than the answer to the client can.
-    tracing::info!(channel = channel.id, cause, "upstream error");
+    tracing::info!(channel = channel.id, cause = e.cause(), "upstream error");
     let status = if e.is_timeout() {
         StatusCode::GATEWAY_TIMEOUT
     } else {
@@ -1008,19 +1007,27 @@ fn adapter_bug_named(adapter: &str, what: &str) -> GatewayError {
 }
 
 /// The HTTP request for an adapter-built upstream request, its body moved
-/// into it. Timeouts are the caller's: streams have none.
+/// into it.
 pub(crate) fn upstream_request(
-    app: &AppState,
     adapter: &str,
     upstream: &mut adapters::UpstreamRequest,
-) -> Result<reqwest::RequestBuilder, GatewayError> {
-    let method = reqwest::Method::from_bytes(upstream.method.as_bytes())
+) -> Result<upstream::Request, GatewayError> {
+    let method = Method::from_bytes(upstream.method.as_bytes())
         .map_err(|_| adapter_bug_named(adapter, "returned an invalid HTTP method"))?;
-    let mut req = app.http.request(method, &upstream.url);
+    let mut headers = HeaderMap::with_capacity(upstream.headers.len());
     for (k, v) in &upstream.headers {
-        req = req.header(k, v);
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| adapter_bug_named(adapter, "returned an invalid header name"))?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|_| adapter_bug_named(adapter, "returned an invalid header value"))?;
+        headers.append(name, value);
     }
-    Ok(req.body(std::mem::take(&mut upstream.body)))
+    Ok(upstream::Request {
+        method,
+        url: std::mem::take(&mut upstream.url),
+        headers,
+        body: Bytes::from(std::mem::take(&mut upstream.body)),
+    })
 }
 
 pub(crate) fn framer_for(framing: Framing) -> Option<framing::Framer> {

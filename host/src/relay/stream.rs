@@ -26,8 +26,10 @@ use crate::channels::Channel;
 use crate::error::{ErrorKind, GatewayError};
 use crate::inbound::{Shape, SseEvent, StreamConverter};
 use crate::limits::SlotGuard;
+use crate::upstream;
 
-type Upstream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>;
+type Upstream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, upstream::Error>> + Send>>;
 
 struct Pump {
     lease: Lease,
@@ -126,10 +128,15 @@ impl Pump {
         let Self {
             mut lease,
             translator,
+            mut upstream,
+            upstream_done,
             ..
         } = self;
         lease.instance.close_stream(translator);
         lease.recycle();
+        if upstream_done {
+            drain(&mut upstream);
+        }
     }
 
     fn absorb(&mut self, batch: &ChunkBatch) {
@@ -151,6 +158,21 @@ impl Pump {
             reasoning_tokens: 0,
             units: Vec::new(),
         })
+    }
+}
+
+/// Read what is left of an upstream stream the adapter found finished (the
+/// end of its chunked encoding, usually), as far as it has already arrived:
+/// a connection read to its end serves the next call, one dropped half-way
+/// is closed.
+fn drain(upstream: &mut Upstream) {
+    use futures_util::FutureExt;
+    // Bounded: an upstream still sending after its end is not waited for.
+    for _ in 0..4 {
+        match upstream.next().now_or_never() {
+            Some(Some(Ok(_))) => {}
+            Some(None | Some(Err(_))) | None => return,
+        }
     }
 }
 
@@ -212,7 +234,7 @@ fn named(name: Option<&str>, data: &[u8]) -> Bytes {
 pub(super) async fn start(
     mut lease: Lease,
     call: Call,
-    response: reqwest::Response,
+    response: upstream::Response,
     framing: Framing,
     output: Output,
     channel: &Arc<Channel>,
@@ -422,7 +444,7 @@ impl Drop for Relay {
 
 /// A 2xx answer to a streamed call that is a JSON document, not the event
 /// stream asked for.
-fn answered_without_events(response: &reqwest::Response, framing: Framing) -> bool {
+fn answered_without_events(response: &upstream::Response, framing: Framing) -> bool {
     if !matches!(framing, Framing::Sse | Framing::AwsEventstream) {
         return false;
     }

@@ -27,6 +27,7 @@ use crate::limits::Acquired;
 use crate::relay::{self, admission};
 use crate::store::tasks::{FAILED, QUEUED, RUNNING, SUCCEEDED};
 use crate::store::{NewHold, NewTask, TaskRow, now};
+use crate::upstream::Limit;
 
 /// Holds of tasks are settled by the task's end, never by the sweeper that
 /// settles holds of stopped instances: their lease never runs out.
@@ -750,8 +751,12 @@ async fn content(app: &AppState, task: &TaskRow, variant: &str) -> Result<Respon
         Err(AdapterError::Unsupported(_)) => return redirect(task, variant),
         Err(e) => return Err(relay::from_adapter_error(e, &channel)),
     };
-    let upstream = relay::upstream_request(app, &adapter.info.name, &mut req)?
-        .send()
+    let upstream = app
+        .upstream
+        .send(
+            relay::upstream_request(&adapter.info.name, &mut req)?,
+            Limit::Idle,
+        )
         .await
         .map_err(|e| relay::upstream_unreachable(&e, &channel))?;
     if !upstream.status().is_success() {

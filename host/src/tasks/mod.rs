@@ -37,6 +37,7 @@ use crate::limits::SlotGuard;
 use crate::relay;
 use crate::store::tasks::{FAILED, QUEUED, RUNNING, SUBMITTING, SUCCEEDED};
 use crate::store::{ConsumeLog, Settlement, TaskEnd, TaskRow, now};
+use crate::upstream::Limit;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -445,11 +446,12 @@ async fn send(
     channel: &Channel,
     mut req: crate::adapters::UpstreamRequest,
 ) -> Result<crate::adapters::UpstreamResponse, GatewayError> {
-    let response = relay::upstream_request(app, adapter, &mut req)?
-        .timeout(Duration::from_secs(
-            app.config.upstream.request_timeout_secs,
-        ))
-        .send()
+    let limit = Limit::Total(Duration::from_secs(
+        app.config.upstream.request_timeout_secs,
+    ));
+    let response = app
+        .upstream
+        .send(relay::upstream_request(adapter, &mut req)?, limit)
         .await
         .map_err(|e| relay::upstream_unreachable(&e, channel))?;
     relay::collect_response(response, app.config.upstream.max_response_bytes, channel).await
