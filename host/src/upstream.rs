@@ -660,22 +660,22 @@ mod tests {
 
     const TOTAL: Limit = Limit::Total(Duration::from_secs(5));
 
-    #[tokio::test]
-    async fn a_connection_read_to_the_end_serves_the_next_request() {
-        let chunked = server(Answer::Chunked).await;
-        let streams = client();
-        for _ in 0..3 {
-            let response = streams.send(post(&chunked.url), Limit::Idle).await.unwrap();
-            assert_eq!(read_all(response).await.unwrap(), b"{\"ok\":true}");
-        }
-        assert_eq!(chunked.accepted.load(Ordering::SeqCst), 1);
-        let server = server(Answer::KeepAlive).await;
-        let client = client();
-        for _ in 0..3 {
-            let response = client.send(post(&server.url), TOTAL).await.unwrap();
+    /// Send `n` requests one after the other, each answered in full.
+    async fn send_ok(client: &Client, url: &str, limit: Limit, n: usize) {
+        for _ in 0..n {
+            let response = client.send(post(url), limit).await.unwrap();
             assert_eq!(response.status(), StatusCode::OK);
             assert_eq!(read_all(response).await.unwrap(), b"{\"ok\":true}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_connection_read_to_the_end_serves_the_next_request() {
+        let chunked = server(Answer::Chunked).await;
+        send_ok(&client(), &chunked.url, Limit::Idle, 3).await;
+        assert_eq!(chunked.accepted.load(Ordering::SeqCst), 1);
+        let server = server(Answer::KeepAlive).await;
+        send_ok(&client(), &server.url, TOTAL, 3).await;
         assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
         let heads = server.heads.lock().unwrap().clone();
         let head = heads[0].to_ascii_lowercase();
@@ -696,8 +696,7 @@ mod tests {
             let server = server(answer).await;
             let client = client();
             for _ in 0..3 {
-                let response = client.send(post(&server.url), TOTAL).await.unwrap();
-                assert_eq!(read_all(response).await.unwrap(), b"{\"ok\":true}");
+                send_ok(&client, &server.url, TOTAL, 1).await;
                 // The hang-up reaches the idle connection.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
