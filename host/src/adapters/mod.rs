@@ -64,6 +64,8 @@ pub struct LoadedAdapter {
     in_flight: AtomicUsize,
     /// Instances waiting for this version's next request.
     idle: Mutex<Idle>,
+    /// Calls waiting for a place in the runtime's instance pool.
+    waiting: Arc<AtomicUsize>,
     /// The crash-loop guard.
     pub health: Health,
 }
@@ -122,13 +124,18 @@ impl LoadedAdapter {
     }
 
     /// Keep `instance` for `owner`'s next request, if it may serve one. When
-    /// as many wait already, the one that waited longest makes room.
+    /// as many wait already, the one that waited longest makes room. While
+    /// calls wait for a place in the pool, the instance is dropped instead:
+    /// its place goes to the call that waited longest.
     fn keep(&self, instance: Instance, permit: tokio::sync::OwnedSemaphorePermit, owner: i64) {
         if !instance.reusable() {
             return;
         }
         let mut idle = self.idle_list();
-        if idle.retired {
+        // Read under the lock: a call that starts waiting after this either
+        // finds the instance kept here when it looks for warm ones to evict,
+        // or is seen waiting.
+        if idle.retired || self.waiting.load(Ordering::SeqCst) > 0 {
             return;
         }
         let evicted = (idle.instances.len() >= IDLE_PER_ADAPTER).then(|| idle.instances.remove(0));
@@ -172,6 +179,9 @@ pub struct Runtime {
     /// checks): a call waits for a free instance instead of failing when
     /// every one is in use.
     instances: Arc<tokio::sync::Semaphore>,
+    /// Calls waiting for a permit; while there are any, leases give their
+    /// permits back instead of keeping their instances warm.
+    waiting: Arc<AtomicUsize>,
 }
 
 /// Pool slots kept for the smoke call that checks a newly loaded adapter.
@@ -223,6 +233,7 @@ impl Runtime {
                     .saturating_sub(RESERVED_INSTANCES)
                     .max(1) as usize,
             )),
+            waiting: Arc::default(),
         };
         for (file, bytes) in builtin::ADAPTERS {
             let adapter = runtime
@@ -278,6 +289,7 @@ impl Runtime {
             pre,
             in_flight: AtomicUsize::new(0),
             idle: Mutex::default(),
+            waiting: self.waiting.clone(),
             health: Health::default(),
         })
     }
@@ -383,19 +395,16 @@ impl Runtime {
     /// instance of any adapter gives up, else the first freed within
     /// `INSTANCE_WAIT`.
     async fn place(&self) -> anyhow::Result<tokio::sync::OwnedSemaphorePermit> {
-        loop {
-            match self.instances.clone().try_acquire_owned() {
-                Ok(permit) => return Ok(permit),
-                Err(tokio::sync::TryAcquireError::Closed) => {
-                    return Err(anyhow!("the adapter runtime is shutting down"));
-                }
-                Err(tokio::sync::TryAcquireError::NoPermits) => {}
-            }
-            let evicted = self.registry.load().values().find_map(|a| a.take_oldest());
-            match evicted {
-                Some(warm) => drop(warm),
-                None => break,
-            }
+        if let Some(permit) = self.free_place()? {
+            return Ok(permit);
+        }
+        // While this call waits, finished calls give their places back
+        // instead of keeping their instances warm (`LoadedAdapter::keep`).
+        // One kept between the look above and this count is found by the
+        // second look.
+        let _waiting = Waiting::new(&self.waiting);
+        if let Some(permit) = self.free_place()? {
+            return Ok(permit);
         }
         tokio::time::timeout(INSTANCE_WAIT, self.instances.clone().acquire_owned())
             .await
@@ -407,6 +416,40 @@ impl Runtime {
                 )
             })?
             .map_err(|_| anyhow!("the adapter runtime is shutting down"))
+    }
+
+    /// A free place in the pool, or one a warm instance gives up.
+    fn free_place(&self) -> anyhow::Result<Option<tokio::sync::OwnedSemaphorePermit>> {
+        loop {
+            match self.instances.clone().try_acquire_owned() {
+                Ok(permit) => return Ok(Some(permit)),
+                Err(tokio::sync::TryAcquireError::Closed) => {
+                    return Err(anyhow!("the adapter runtime is shutting down"));
+                }
+                Err(tokio::sync::TryAcquireError::NoPermits) => {}
+            }
+            let evicted = self.registry.load().values().find_map(|a| a.take_oldest());
+            match evicted {
+                Some(warm) => drop(warm),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// A call counted in the runtime's `waiting` until dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -917,6 +960,42 @@ mod tests {
             .unwrap();
         assert_eq!(misbehave.idle(), 0);
         drop(lease);
+    }
+
+    /// A call waiting for a place gets the place of the next call to
+    /// finish: that call's instance is not kept warm, holding it, while
+    /// another waits.
+    #[tokio::test]
+    async fn a_finished_call_gives_its_place_to_one_waiting() {
+        let config = AdapterConfig {
+            max_instances: RESERVED_INSTANCES + 1,
+            ..AdapterConfig::default()
+        };
+        let (_dir, runtime, misbehave) = misbehave(config).await;
+        let runtime = Arc::new(runtime);
+        let busy = runtime.instantiate_for(&misbehave, 1).await.unwrap();
+        let waiter = tokio::spawn({
+            let (runtime, misbehave) = (runtime.clone(), misbehave.clone());
+            async move { runtime.instantiate_for(&misbehave, 2).await.map(drop) }
+        });
+        while runtime.waiting.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        busy.recycle();
+        assert_eq!(misbehave.idle(), 0, "not kept while a call waits");
+        tokio::time::timeout(Duration::from_secs(2), waiter)
+            .await
+            .expect("the waiting call got the place")
+            .unwrap()
+            .unwrap();
+        // With nobody waiting, a finished call's instance is kept again.
+        runtime
+            .instantiate_for(&misbehave, 1)
+            .await
+            .unwrap()
+            .recycle();
+        assert_eq!(misbehave.idle(), 1);
+        assert_eq!(runtime.waiting.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

@@ -62,17 +62,17 @@ async fn a_thousand_concurrent_requests_never_overdraw() {
                 .await
                 .unwrap();
             let status = r.status().as_u16();
-            let _ = r.bytes().await;
-            status
+            let body = r.text().await.unwrap_or_default();
+            (status, body)
         }));
     }
     let mut served = 0;
     let mut refused = 0;
     for c in calls {
         match c.await.unwrap() {
-            200 => served += 1,
-            403 => refused += 1,
-            other => panic!("unexpected status {other}"),
+            (200, _) => served += 1,
+            (403, _) => refused += 1,
+            (other, body) => panic!("unexpected status {other}: {body}"),
         }
     }
     assert_eq!(served + refused, 1000);
