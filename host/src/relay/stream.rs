@@ -44,6 +44,12 @@ struct Pump {
     delivered_beyond: usize,
     upstream_done: bool,
     finished: bool,
+    /// Events framed but not yet translated: until the client has its
+    /// first chunk, events go to the adapter one at a time, so the first
+    /// chunk waits for its own event only, not for the whole first read.
+    pending: VecDeque<adapters::Event>,
+    /// The adapter has produced a chunk.
+    produced: bool,
 }
 
 enum Step {
@@ -59,6 +65,10 @@ impl Pump {
         if self.upstream_done {
             return self.finish(channel).await.map(Step::End);
         }
+        if !self.pending.is_empty() {
+            let events = self.take_pending();
+            return self.translate_events(&events, channel).await;
+        }
         match self.upstream.next().await {
             Some(Ok(bytes)) => {
                 let events = self
@@ -68,11 +78,9 @@ impl Pump {
                 if events.is_empty() {
                     return Ok(Step::Chunks(Vec::new()));
                 }
-                let batch = self.translate(&events, channel).await?;
-                if batch.done {
-                    self.upstream_done = true;
-                }
-                Ok(Step::Chunks(batch.chunks))
+                self.pending.extend(events);
+                let events = self.take_pending();
+                self.translate_events(&events, channel).await
             }
             Some(Err(e)) => Err(upstream_unreachable(&e, channel)),
             None => {
@@ -88,6 +96,28 @@ impl Pump {
                 Ok(Step::End(chunks))
             }
         }
+    }
+
+    /// The events to translate next: one while nothing was produced yet,
+    /// else all that wait.
+    fn take_pending(&mut self) -> Vec<adapters::Event> {
+        if self.produced {
+            self.pending.drain(..).collect()
+        } else {
+            self.pending.pop_front().into_iter().collect()
+        }
+    }
+
+    async fn translate_events(
+        &mut self,
+        events: &[adapters::Event],
+        channel: &Channel,
+    ) -> Result<Step, GatewayError> {
+        let batch = self.translate(events, channel).await?;
+        if batch.done {
+            self.upstream_done = true;
+        }
+        Ok(Step::Chunks(batch.chunks))
     }
 
     async fn translate(
@@ -140,6 +170,7 @@ impl Pump {
     }
 
     fn absorb(&mut self, batch: &ChunkBatch) {
+        self.produced |= !batch.chunks.is_empty();
         if let Some(u) = &batch.usage {
             self.usage = Some(u.clone());
         }
@@ -298,6 +329,8 @@ pub(super) async fn start(
         delivered_beyond: 0,
         upstream_done: false,
         finished: false,
+        pending: VecDeque::new(),
+        produced: false,
     };
 
     // Read until there is something to send: failures up to here may still
