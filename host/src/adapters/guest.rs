@@ -3,10 +3,13 @@
 //! failure classification, and [`Instance`], which speaks the host's own
 //! (newest) types and converts for components built against older versions.
 
+use std::sync::Arc;
+
 use wasmtime::component::{HasSelf, Linker, ResourceAny, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::clock::Clock;
 use super::v0_2_0::{
     AdapterError, AdapterInfo, Call, ChunkBatch, Event, Submitted, TaskState, Translated,
     UpstreamRequest, UpstreamResponse,
@@ -162,6 +165,8 @@ pub struct Instance {
     store: Store<GuestState>,
     bindings: Bindings,
     deadline_ticks: u64,
+    /// The epoch clock, kept ticking while a guest call runs.
+    clock: Arc<Clock>,
     /// Requests and streams served, and how many the instance may serve.
     served: u32,
     max_served: u32,
@@ -192,6 +197,7 @@ fn missing(function: &str) -> AdapterError {
 /// abandoned half-way (its future dropped) is never reused.
 macro_rules! guest_call {
     ($self:ident, $call:expr) => {{
+        let _running = $self.clock.call();
         $self.store.set_epoch_deadline($self.deadline_ticks);
         $self.spoiled = true;
         let r = $call.await;
@@ -206,6 +212,7 @@ impl Instance {
         pre: &Pre,
         limits: &AdapterConfig,
         deadline_ticks: u64,
+        clock: &Arc<Clock>,
     ) -> anyhow::Result<Self> {
         let state = GuestState {
             wasi: WasiCtxBuilder::new().build(),
@@ -220,14 +227,17 @@ impl Instance {
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(deadline_ticks);
+        let running = clock.call();
         let bindings = match pre {
             Pre::V0_1(pre) => Bindings::V0_1(pre.instantiate_async(&mut store).await?),
             Pre::V0_2(pre) => Bindings::V0_2(pre.instantiate_async(&mut store).await?),
         };
+        drop(running);
         Ok(Self {
             store,
             bindings,
             deadline_ticks,
+            clock: clock.clone(),
             served: 0,
             max_served: limits.reuse_calls.max(1),
             spoiled: false,
@@ -259,6 +269,7 @@ impl Instance {
     /// the streams it served. False if the guest failed doing so.
     pub async fn reset(&mut self) -> bool {
         while let Some(translator) = self.closed.pop() {
+            let _running = self.clock.call();
             self.store.set_epoch_deadline(self.deadline_ticks);
             self.spoiled = true;
             if translator

@@ -13,6 +13,7 @@
 //! only the request that hit it; the store is dropped with it.
 
 mod builtin;
+mod clock;
 mod guest;
 mod health;
 pub mod kit;
@@ -22,7 +23,7 @@ mod v0_1_0;
 mod v0_2_0;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,9 +42,6 @@ pub use v0_2_0::{
     AdapterError, AdapterInfo, Call, Channel as ChannelInfo, ChunkBatch, Event, Framing, Submitted,
     TaskState, TaskStatus, Translated, UpstreamRequest, UpstreamResponse, Usage,
 };
-
-/// How long one epoch tick lasts. Deadlines are whole ticks.
-const TICK: Duration = Duration::from_millis(5);
 
 /// WIT versions of `transit:adapter` this host serves.
 pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.2.0", "0.1.0"];
@@ -174,7 +172,7 @@ pub struct Runtime {
     sources: sources::Sources,
     limits: AdapterConfig,
     deadline_ticks: u64,
-    stop_ticker: Arc<AtomicBool>,
+    clock: Arc<clock::Clock>,
     /// One permit per instance the pool can hold (less a few kept for load
     /// checks): a call waits for a free instance instead of failing when
     /// every one is in use.
@@ -200,7 +198,7 @@ impl std::fmt::Debug for Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        self.stop_ticker.store(true, Ordering::Relaxed);
+        self.clock.stop();
     }
 }
 
@@ -214,9 +212,8 @@ impl Runtime {
         let engine = build_engine(limits, cache.clone(), Allocation::Pooled)?;
         let mut linker = Linker::new(&engine);
         guest::add_to_linker(&mut linker)?;
-        let stop_ticker = Arc::new(AtomicBool::new(false));
-        spawn_ticker(engine.clone(), stop_ticker.clone())?;
-        let deadline_ticks = (limits.call_timeout_ms / TICK.as_millis() as u64).max(1);
+        let clock = clock::Clock::start(engine.clone())?;
+        let deadline_ticks = (limits.call_timeout_ms / clock::TICK.as_millis() as u64).max(1);
         let runtime = Self {
             engine,
             cache,
@@ -225,7 +222,7 @@ impl Runtime {
             sources: sources::Sources::default(),
             limits: limits.clone(),
             deadline_ticks,
-            stop_ticker,
+            clock,
             instances: Arc::new(tokio::sync::Semaphore::new(
                 limits
                     .max_instances
@@ -271,8 +268,14 @@ impl Runtime {
         .context("compiling the component")?;
         let wit_version = wit_version_of(&component, &self.engine)?;
         let pre = guest::Pre::new(&self.linker, &component, wit_version)?;
-        let mut instance =
-            Instance::new(&self.engine, &pre, &self.limits, self.deadline_ticks).await?;
+        let mut instance = Instance::new(
+            &self.engine,
+            &pre,
+            &self.limits,
+            self.deadline_ticks,
+            &self.clock,
+        )
+        .await?;
         let info = instance
             .info()
             .await
@@ -386,6 +389,7 @@ impl Runtime {
             &adapter.pre,
             &self.limits,
             self.deadline_ticks,
+            &self.clock,
         )
         .await?;
         Ok(Lease::new(instance, adapter, permit, owner))
@@ -592,19 +596,6 @@ fn pool(limits: &AdapterConfig, memory: u64) -> PoolingAllocationConfig {
         // the pool needs it.
         .decommit_batch_size(16);
     pool
-}
-
-fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    std::thread::Builder::new()
-        .name("transit-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(TICK);
-                engine.increment_epoch();
-            }
-        })
-        .context("starting the epoch ticker")?;
-    Ok(())
 }
 
 /// The `transit:adapter` version a component exports, if the host serves it.
