@@ -19,13 +19,15 @@ use std::time::Duration;
 use anyhow::Context;
 use wasmtime::Engine;
 
+use super::Counted;
+
 /// How often the epoch advances while guest code may run.
-pub const TICK: Duration = Duration::from_millis(5);
+pub(super) const TICK: Duration = Duration::from_millis(5);
 
 /// Ticks without a guest call after which the clock parks (one second).
 const IDLE_TICKS: u32 = 200;
 
-pub struct Clock {
+pub(super) struct Clock {
     /// Guest calls running now.
     running: AtomicUsize,
     /// A guest call started since the clock last looked.
@@ -38,7 +40,7 @@ pub struct Clock {
 
 impl Clock {
     /// Start the clock's thread for `engine`.
-    pub fn start(engine: Engine) -> anyhow::Result<Arc<Self>> {
+    pub(super) fn start(engine: Engine) -> anyhow::Result<Arc<Self>> {
         let clock = Arc::new(Self {
             running: AtomicUsize::new(0),
             started: AtomicBool::new(false),
@@ -84,16 +86,16 @@ impl Clock {
     }
 
     /// Mark a guest call running until the guard is dropped.
-    pub fn call(&self) -> Running<'_> {
-        let was = self.running.fetch_add(1, Ordering::SeqCst);
+    pub(super) fn call(&self) -> Counted<'_> {
+        let running = Counted::new(&self.running);
         // A plain load first: most calls find the flag already set.
         if !self.started.load(Ordering::Relaxed) {
             self.started.store(true, Ordering::Relaxed);
         }
-        if was == 0 && self.parked.load(Ordering::SeqCst) {
+        if running.before == 0 && self.parked.load(Ordering::SeqCst) {
             self.wake();
         }
-        Running(self)
+        running
     }
 
     fn wake(&self) {
@@ -103,7 +105,7 @@ impl Clock {
     }
 
     /// Stop the clock's thread (it exits within a tick).
-    pub fn stop(&self) {
+    pub(super) fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.wake();
     }
@@ -111,15 +113,6 @@ impl Clock {
     #[cfg(test)]
     fn is_parked(&self) -> bool {
         self.parked.load(Ordering::SeqCst)
-    }
-}
-
-/// A guest call in progress (see [`Clock::call`]).
-pub struct Running<'a>(&'a Clock);
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        self.0.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -207,7 +207,7 @@ macro_rules! guest_call {
 }
 
 impl Instance {
-    pub async fn new(
+    pub(super) async fn new(
         engine: &Engine,
         pre: &Pre,
         limits: &AdapterConfig,

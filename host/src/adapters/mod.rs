@@ -406,7 +406,7 @@ impl Runtime {
         // instead of keeping their instances warm (`LoadedAdapter::keep`).
         // One kept between the look above and this count is found by the
         // second look.
-        let _waiting = Waiting::new(&self.waiting);
+        let _waiting = Counted::new(&self.waiting);
         if let Some(permit) = self.free_place()? {
             return Ok(permit);
         }
@@ -441,19 +441,24 @@ impl Runtime {
     }
 }
 
-/// A call counted in the runtime's `waiting` until dropped.
-struct Waiting<'a>(&'a AtomicUsize);
+/// One more in a count until dropped (calls waiting for a place, guest
+/// calls running).
+pub(super) struct Counted<'a> {
+    count: &'a AtomicUsize,
+    /// The count before this one was added.
+    pub before: usize,
+}
 
-impl<'a> Waiting<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        Self(count)
+impl<'a> Counted<'a> {
+    pub(super) fn new(count: &'a AtomicUsize) -> Self {
+        let before = count.fetch_add(1, Ordering::SeqCst);
+        Self { count, before }
     }
 }
 
-impl Drop for Waiting<'_> {
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.count.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -784,6 +789,16 @@ mod tests {
         (dir, runtime, adapter)
     }
 
+    /// A runtime with one place for requests (the rest is kept for load
+    /// checks), and the fixture adapter.
+    async fn misbehave_with_one_place() -> (tempfile::TempDir, Runtime, Arc<LoadedAdapter>) {
+        misbehave(AdapterConfig {
+            max_instances: RESERVED_INSTANCES + 1,
+            ..AdapterConfig::default()
+        })
+        .await
+    }
+
     async fn compile_misbehave(runtime: &Runtime) -> LoadedAdapter {
         let bytes =
             std::fs::read(std::path::Path::new(env!("BUILT_ADAPTERS_DIR")).join("misbehave.wasm"))
@@ -936,12 +951,7 @@ mod tests {
     /// for another adapter takes the place of one of them.
     #[tokio::test]
     async fn warm_instances_give_way_to_other_adapters() {
-        let config = AdapterConfig {
-            // One place for requests (the rest is kept for load checks).
-            max_instances: RESERVED_INSTANCES + 1,
-            ..AdapterConfig::default()
-        };
-        let (_dir, runtime, misbehave) = misbehave(config).await;
+        let (_dir, runtime, misbehave) = misbehave_with_one_place().await;
         runtime.instantiate(&misbehave).await.unwrap().recycle();
         assert_eq!(misbehave.idle(), 1);
         let openai = runtime.get("openai").unwrap();
@@ -958,11 +968,7 @@ mod tests {
     /// another waits.
     #[tokio::test]
     async fn a_finished_call_gives_its_place_to_one_waiting() {
-        let config = AdapterConfig {
-            max_instances: RESERVED_INSTANCES + 1,
-            ..AdapterConfig::default()
-        };
-        let (_dir, runtime, misbehave) = misbehave(config).await;
+        let (_dir, runtime, misbehave) = misbehave_with_one_place().await;
         let runtime = Arc::new(runtime);
         let busy = runtime.instantiate_for(&misbehave, 1).await.unwrap();
         let waiter = tokio::spawn({

@@ -71,15 +71,16 @@ impl Pump {
         }
         match self.upstream.next().await {
             Some(Ok(bytes)) => {
-                let events = self
+                let mut events = self
                     .framer
                     .push(&bytes)
                     .map_err(|e| GatewayError::new(ErrorKind::Upstream, e.message()))?;
                 if events.is_empty() {
                     return Ok(Step::Chunks(Vec::new()));
                 }
-                self.pending.extend(events);
-                let events = self.take_pending();
+                if !self.produced && events.len() > 1 {
+                    self.pending.extend(events.drain(1..));
+                }
                 self.translate_events(&events, channel).await
             }
             Some(Err(e)) => Err(upstream_unreachable(&e, channel)),
