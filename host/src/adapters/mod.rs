@@ -12,6 +12,7 @@
 //! cap (a guest whose allocation fails aborts, which is a trap). A trap fails
 //! only the request that hit it; the store is dropped with it.
 
+mod artifacts;
 mod builtin;
 mod clock;
 mod guest;
@@ -165,8 +166,8 @@ impl LoadedAdapter {
 /// The process-wide adapter runtime.
 pub struct Runtime {
     engine: Engine,
-    /// The compiled-artifact cache, shared with the engines that compile.
-    cache: Option<wasmtime::Cache>,
+    /// Compiled adapters on disk, mapped when loaded.
+    artifacts: Option<artifacts::Artifacts>,
     linker: Linker<guest::GuestState>,
     registry: ArcSwap<HashMap<String, Arc<LoadedAdapter>>>,
     sources: sources::Sources,
@@ -208,15 +209,17 @@ impl Runtime {
         limits: &AdapterConfig,
         cache_dir: Option<&std::path::Path>,
     ) -> anyhow::Result<Self> {
-        let cache = cache_dir.map(artifact_cache).transpose()?;
-        let engine = build_engine(limits, cache.clone(), Allocation::Pooled)?;
+        let engine = build_engine(limits, Allocation::Pooled)?;
+        let artifacts = cache_dir
+            .map(|dir| artifacts::Artifacts::open(dir, &engine))
+            .transpose()?;
         let mut linker = Linker::new(&engine);
         guest::add_to_linker(&mut linker)?;
         let clock = clock::Clock::start(engine.clone())?;
         let deadline_ticks = (limits.call_timeout_ms / clock::TICK.as_millis() as u64).max(1);
         let runtime = Self {
             engine,
-            cache,
+            artifacts,
             linker,
             registry: ArcSwap::from_pointee(HashMap::new()),
             sources: sources::Sources::default(),
@@ -245,23 +248,23 @@ impl Runtime {
     /// Validate and compile a component (on a blocking thread: it takes
     /// tens of milliseconds or more), then smoke-call its `info()`.
     ///
-    /// With an artifact cache, the component is compiled by an engine of
-    /// its own, configured alike: an engine keeps its compiler's working
-    /// buffers for good once it has compiled (about 10 MB for the built-in
-    /// adapters), and this one drops them with itself. The serving engine
-    /// then loads the artifact from the cache.
+    /// With an artifact directory, the serving engine maps the component's
+    /// compiled artifact ([`artifacts`]). An artifact that is missing is
+    /// compiled by an engine of its own, configured alike: an engine keeps
+    /// its compiler's working buffers for good once it has compiled (about
+    /// 10 MB for the built-in adapters), and this one drops them with itself.
     pub async fn compile(&self, bytes: &[u8], source: Source) -> anyhow::Result<LoadedAdapter> {
         sources::check_header(bytes)?;
         let engine = self.engine.clone();
-        let (cache, limits) = (self.cache.clone(), self.limits.clone());
+        let (artifacts, limits) = (self.artifacts.clone(), self.limits.clone());
         let owned = bytes.to_vec();
-        let component = tokio::task::spawn_blocking(move || {
-            if let Some(cache) = cache {
-                let compiler = build_engine(&limits, Some(cache), Allocation::OnDemand)?;
-                Component::new(&compiler, &owned)?;
-                drop(compiler);
-            }
-            Component::new(&engine, &owned).map_err(anyhow::Error::from)
+        let component = tokio::task::spawn_blocking(move || match artifacts {
+            Some(artifacts) => artifacts.load(
+                &engine,
+                || build_engine(&limits, Allocation::OnDemand),
+                &owned,
+            ),
+            None => Component::new(&engine, &owned).map_err(anyhow::Error::from),
         })
         .await
         .context("the compiler thread panicked")?
@@ -530,25 +533,9 @@ enum Allocation {
     OnDemand,
 }
 
-/// The on-disk cache of compiled adapters in `dir`.
-fn artifact_cache(dir: &std::path::Path) -> anyhow::Result<wasmtime::Cache> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating the adapter cache {}", dir.display()))?;
-    // The cache wants an absolute path; data_dir is usually relative.
-    let dir = std::path::absolute(dir)
-        .with_context(|| format!("resolving the adapter cache {}", dir.display()))?;
-    let mut config = wasmtime::CacheConfig::new();
-    config.with_directory(&dir);
-    Ok(wasmtime::Cache::new(config)?)
-}
-
 /// An engine. Everything that shapes compiled code is the same whatever
-/// the allocation, so engines of both kinds share cached artifacts.
-fn build_engine(
-    limits: &AdapterConfig,
-    cache: Option<wasmtime::Cache>,
-    allocation: Allocation,
-) -> anyhow::Result<Engine> {
+/// the allocation, so engines of both kinds share compiled artifacts.
+fn build_engine(limits: &AdapterConfig, allocation: Allocation) -> anyhow::Result<Engine> {
     let memory = limits.memory_limit_mib.max(1) * 1024 * 1024;
     let mut config = EngineConfig::new();
     config
@@ -560,8 +547,7 @@ fn build_engine(
         .memory_reservation(memory)
         .memory_guard_size(64 * 1024)
         .memory_reservation_for_growth(0)
-        .max_wasm_stack(1024 * 1024)
-        .cache(cache);
+        .max_wasm_stack(1024 * 1024);
     if allocation == Allocation::Pooled {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(limits, memory)));
     }
