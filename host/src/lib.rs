@@ -11,6 +11,7 @@ pub mod channels;
 pub mod config;
 pub mod crypto;
 pub mod error;
+#[cfg(feature = "jemalloc")]
 pub mod heap;
 pub mod http;
 pub mod inbound;
