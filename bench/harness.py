@@ -27,7 +27,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELEASE = os.path.join(ROOT, "target", "release")
+RELEASE = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release")
 VENV = os.path.join(ROOT, "target", "bench-venv")
 
 MOCK, NGINX, TRANSIT, LITELLM = 9100, 9101, 9102, 9103

@@ -47,6 +47,10 @@ impl Artifacts {
     pub(super) fn open(dir: &Path, engine: &Engine) -> anyhow::Result<Self> {
         fs::create_dir_all(dir)
             .with_context(|| format!("creating the adapter cache {}", dir.display()))?;
+        // Kept absolute (the data directory is usually given relative to
+        // where Transit started), so logs name artifacts unambiguously.
+        let dir = &std::path::absolute(dir)
+            .with_context(|| format!("resolving the adapter cache {}", dir.display()))?;
         let mut hasher = Sha256Hasher::default();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let artifacts = Self {
