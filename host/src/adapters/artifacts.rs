@@ -87,16 +87,18 @@ impl Artifacts {
             .precompile_component(bytes)
             .map_err(anyhow::Error::from)
             .context("compiling the component")?;
-        self.write(&path, &compiled)?;
-        match map(engine, &path) {
+        // An artifact that cannot be written (a full disk) or mapped (a
+        // `noexec` mount) is loaded from memory: the adapter still serves.
+        let mapped = self
+            .write(&path, &compiled)
+            .and_then(|()| map(engine, &path));
+        match mapped {
             Ok(component) => Ok(component),
-            // A directory whose files may not be mapped executable (a
-            // `noexec` mount): the same artifact, copied into memory.
             Err(e) => {
                 tracing::warn!(
                     artifact = %path.display(),
                     error = format!("{e:#}"),
-                    "a compiled adapter could not be mapped; loading it into memory"
+                    "a compiled adapter could not be stored and mapped; loading it into memory"
                 );
                 // SAFETY: `compiled` was produced just now by an engine
                 // configured like `engine`, and is owned here, unchanged.
@@ -263,6 +265,22 @@ mod tests {
             .unwrap();
         assert_eq!(compiled, 1);
         assert!(fs::metadata(&path).unwrap().len() > 100);
+    }
+
+    #[test]
+    fn an_artifact_that_cannot_be_stored_is_loaded_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine();
+        let artifacts = Artifacts::open(dir.path(), &engine).unwrap();
+        let bytes = component();
+        // A directory where the artifact should go: it can be neither
+        // mapped nor replaced.
+        fs::create_dir(artifacts.path_for(&bytes)).unwrap();
+        artifacts
+            .load(&engine, || Ok(engine.clone()), &bytes)
+            .unwrap();
+        let files: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1, "no temporary file left");
     }
 
     #[test]
