@@ -9,6 +9,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::{Digest, Sha256};
+
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "wasm";
 
@@ -97,16 +99,23 @@ fn run() -> Result<(), String> {
 
     let built = target_dir.join(TARGET).join(PROFILE);
     let mut generated = String::from(
-        "/// Built-in adapters compiled into the binary: (file name, component bytes).\n\
-         pub const ADAPTERS: &[(&str, &[u8])] = &[\n",
+        "/// Built-in adapters compiled into the binary: (file name, component\n\
+         /// bytes, SHA-256 of the bytes in hex). The digest is taken here so that\n\
+         /// a gateway whose adapter cache holds them never reads the bytes.\n\
+         pub const ADAPTERS: &[(&str, &[u8], &str)] = &[\n",
     );
     for (krate, file, embedded) in ADAPTERS {
         let from = built.join(format!("{}.wasm", krate.replace('-', "_")));
         let to = out_dir.join(file);
         copy_if_changed(&from, &to)?;
         if *embedded {
+            let bytes = fs::read(&to).map_err(|e| format!("reading {}: {e}", to.display()))?;
+            let digest: String = Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             generated.push_str(&format!(
-                "    ({file:?}, include_bytes!({:?})),\n",
+                "    ({file:?}, include_bytes!({:?}), {digest:?}),\n",
                 to.display().to_string()
             ));
         }

@@ -97,6 +97,15 @@ pub struct AdapterConfig {
     /// Adapter instances alive at once (each in-flight request or open
     /// stream holds one).
     pub max_instances: u32,
+    /// Linear memories one adapter instance may define. A component built
+    /// with the SDK defines one; the pool reserves this many per instance
+    /// and refuses (at load) a component that defines more.
+    pub memories_per_instance: u32,
+    /// Tables one adapter instance may define. A component built with the
+    /// SDK defines two (its program's and the component shim's); the pool
+    /// reserves this many per instance and refuses (at load) a component
+    /// that defines more.
+    pub tables_per_instance: u32,
     /// Guest memory (and tables) kept mapped when an instance ends, per
     /// instance slot, and zeroed in place for the next request instead of
     /// being handed back to the kernel and faulted in again. Faster
@@ -184,6 +193,8 @@ impl Default for AdapterConfig {
             call_timeout_ms: 1000,
             memory_limit_mib: 64,
             max_instances: 1000,
+            memories_per_instance: 1,
+            tables_per_instance: 2,
             keep_resident_kib: 64,
             reuse_calls: 1000,
             cache_dir: None,

@@ -61,15 +61,17 @@ impl Artifacts {
         Ok(artifacts)
     }
 
-    /// `bytes` compiled for `engine`: mapped from its artifact, which
-    /// `compiler` (configured like `engine`) makes first if there is none.
+    /// `bytes` (whose SHA-256 in hex is `digest`) compiled for `engine`:
+    /// mapped from its artifact, which `compiler` (configured like `engine`)
+    /// makes first if there is none. `bytes` are only read to compile.
     pub(super) fn load(
         &self,
         engine: &Engine,
         compiler: impl FnOnce() -> anyhow::Result<Engine>,
         bytes: &[u8],
+        digest: &str,
     ) -> anyhow::Result<Component> {
-        let path = self.path_for(bytes);
+        let path = self.path_for(digest);
         if path.exists() {
             match map(engine, &path) {
                 Ok(component) => {
@@ -108,10 +110,9 @@ impl Artifacts {
         }
     }
 
-    fn path_for(&self, bytes: &[u8]) -> PathBuf {
-        let component = hex::encode(Sha256::digest(bytes));
+    fn path_for(&self, digest: &str) -> PathBuf {
         self.dir
-            .join(format!("{component}-{}.{EXTENSION}", self.engine))
+            .join(format!("{digest}-{}.{EXTENSION}", self.engine))
     }
 
     /// Write `compiled` under `path` without ever exposing a partial file.
@@ -231,9 +232,14 @@ mod tests {
                     Ok(engine.clone())
                 },
                 bytes,
+                &digest(bytes),
             )
             .unwrap();
         compiled
+    }
+
+    fn digest(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
     }
 
     #[test]
@@ -256,7 +262,7 @@ mod tests {
         let engine = engine();
         let artifacts = Artifacts::open(dir.path(), &engine).unwrap();
         let bytes = component();
-        let path = artifacts.path_for(&bytes);
+        let path = artifacts.path_for(&digest(&bytes));
         fs::write(&path, b"not an artifact").unwrap();
         assert!(load_compiles(&artifacts, &engine, &bytes));
         assert!(fs::metadata(&path).unwrap().len() > 100);
@@ -270,7 +276,7 @@ mod tests {
         let bytes = component();
         // A directory where the artifact should go: it can be neither
         // mapped nor replaced.
-        fs::create_dir(artifacts.path_for(&bytes)).unwrap();
+        fs::create_dir(artifacts.path_for(&digest(&bytes))).unwrap();
         load_compiles(&artifacts, &engine, &bytes);
         let files: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
         assert_eq!(files.len(), 1, "no temporary file left");

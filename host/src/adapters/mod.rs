@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
@@ -235,9 +236,13 @@ impl Runtime {
             )),
             waiting: Arc::default(),
         };
-        for (file, bytes) in builtin::ADAPTERS {
+        for &(file, bytes, digest) in builtin::ADAPTERS {
             let adapter = runtime
-                .compile(bytes, Source::Builtin)
+                .compile_digested(
+                    Bytes::from_static(bytes),
+                    digest.to_owned(),
+                    Source::Builtin,
+                )
                 .await
                 .with_context(|| format!("loading built-in adapter {file}"))?;
             runtime.install(adapter);
@@ -254,21 +259,37 @@ impl Runtime {
     /// its compiler's working buffers for good once it has compiled (about
     /// 10 MB for the built-in adapters), and this one drops them with itself.
     pub async fn compile(&self, bytes: &[u8], source: Source) -> anyhow::Result<LoadedAdapter> {
-        sources::check_header(bytes)?;
+        let digest = hex::encode(Sha256::digest(bytes));
+        self.compile_digested(Bytes::copy_from_slice(bytes), digest, source)
+            .await
+    }
+
+    /// [`Runtime::compile`] of bytes whose SHA-256 (`digest`, in hex) is
+    /// known. The bytes are read only if there is no artifact to map: the
+    /// built-in adapters embedded in the binary are then never paged in.
+    async fn compile_digested(
+        &self,
+        bytes: Bytes,
+        digest: String,
+        source: Source,
+    ) -> anyhow::Result<LoadedAdapter> {
+        sources::check_header(&bytes)?;
         let engine = self.engine.clone();
         let (artifacts, limits) = (self.artifacts.clone(), self.limits.clone());
-        let owned = bytes.to_vec();
+        let key = digest.clone();
         let component = tokio::task::spawn_blocking(move || match artifacts {
             Some(artifacts) => artifacts.load(
                 &engine,
                 || build_engine(&limits, Allocation::OnDemand),
-                &owned,
+                &bytes,
+                &key,
             ),
-            None => Component::new(&engine, &owned).map_err(anyhow::Error::from),
+            None => Component::new(&engine, &bytes).map_err(anyhow::Error::from),
         })
         .await
         .context("the compiler thread panicked")?
-        .context("compiling the component")?;
+        .context("compiling the component")
+        .map_err(with_pool_hint)?;
         let wit_version = wit_version_of(&component, &self.engine)?;
         let pre = guest::Pre::new(&self.linker, &component, wit_version)?;
         let mut instance = Instance::new(
@@ -289,7 +310,7 @@ impl Runtime {
         Ok(LoadedAdapter {
             info,
             wit_version,
-            hash: hex::encode(Sha256::digest(bytes)),
+            hash: digest,
             loaded_at: crate::store::now(),
             source,
             pre,
@@ -556,6 +577,9 @@ fn build_engine(limits: &AdapterConfig, allocation: Allocation) -> anyhow::Resul
         .context("creating the WebAssembly engine")
 }
 
+/// Core module instances one adapter instance may create.
+const CORE_INSTANCES_PER_INSTANCE: u32 = 16;
+
 /// The serving engine's instance pool: `max_instances` instances whose
 /// memories are capped at `memory` bytes.
 fn pool(limits: &AdapterConfig, memory: u64) -> PoolingAllocationConfig {
@@ -563,16 +587,23 @@ fn pool(limits: &AdapterConfig, memory: u64) -> PoolingAllocationConfig {
     let keep_resident = usize::try_from(limits.keep_resident_kib.saturating_mul(1024))
         .unwrap_or(usize::MAX)
         .min(memory as usize);
+    // Each memory and table slot costs the pool its bookkeeping (about
+    // 100 bytes of heap) whether it is ever used or not, so the pool holds
+    // exactly what `max_instances` instances of the configured shape need,
+    // and a component that needs more is refused when it loads. A Rust
+    // wasip2 component (the SDK's) is three core instances (its program,
+    // the canonical ABI shim and its fixups) with one memory and two
+    // tables; core instances are only counted, so they get room to spare.
+    let memories = limits.memories_per_instance.max(1);
+    let tables = limits.tables_per_instance.max(1);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(instances)
-        // A Rust wasip2 component is a handful of core instances (the
-        // program plus shims) with one memory and a few tables.
-        .max_core_instances_per_component(32)
-        .total_core_instances(instances.saturating_mul(16))
-        .max_memories_per_component(4)
-        .total_memories(instances.saturating_mul(2))
-        .max_tables_per_component(16)
-        .total_tables(instances.saturating_mul(8))
+        .max_core_instances_per_component(CORE_INSTANCES_PER_INSTANCE)
+        .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_INSTANCE))
+        .max_memories_per_component(memories)
+        .total_memories(instances.saturating_mul(memories))
+        .max_tables_per_component(tables)
+        .total_tables(instances.saturating_mul(tables))
         .max_memory_size(memory as usize)
         // Fiber stacks for guest calls in flight.
         .total_stacks(instances)
@@ -587,6 +618,19 @@ fn pool(limits: &AdapterConfig, memory: u64) -> PoolingAllocationConfig {
         // the pool needs it.
         .decommit_batch_size(16);
     pool
+}
+
+/// A compile error that says the component needs more than the instance
+/// pool holds per instance (the engine checks this as it loads a component)
+/// names the settings that raise it.
+fn with_pool_hint(e: anyhow::Error) -> anyhow::Error {
+    if format!("{e:#}").contains("in the pooling allocator") {
+        e.context(
+            "the component needs more than an adapter instance holds: see adapters.memories_per_instance and adapters.tables_per_instance",
+        )
+    } else {
+        e
+    }
 }
 
 /// The `transit:adapter` version a component exports, if the host serves it.
@@ -979,6 +1023,44 @@ mod tests {
             .recycle();
         assert_eq!(misbehave.idle(), 1);
         assert_eq!(runtime.waiting.load(Ordering::SeqCst), 0);
+    }
+
+    /// The pool holds per instance exactly what the built-in adapters need:
+    /// no less (they would not load) and no more (every slot costs heap).
+    #[tokio::test]
+    async fn the_pool_holds_what_the_builtin_adapters_need_and_their_digests_are_right() {
+        let defaults = AdapterConfig::default();
+        let engine = build_engine(&defaults, Allocation::OnDemand).unwrap();
+        let (mut memories, mut tables) = (0, 0);
+        for (file, bytes, digest) in builtin::ADAPTERS {
+            // The digest the build took is the bytes' (the cache key).
+            assert_eq!(*digest, hex::encode(Sha256::digest(bytes)), "{file}");
+            let needs = Component::new(&engine, bytes)
+                .unwrap()
+                .resources_required()
+                .unwrap_or_else(|| panic!("{file} imports core modules"));
+            memories = memories.max(needs.num_memories);
+            tables = tables.max(needs.num_tables);
+        }
+        assert_eq!(
+            (memories, tables),
+            (defaults.memories_per_instance, defaults.tables_per_instance)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_component_that_needs_more_than_an_instance_holds_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = AdapterConfig {
+            tables_per_instance: 1,
+            ..AdapterConfig::default()
+        };
+        let e = Runtime::new(&small, Some(dir.path())).await.unwrap_err();
+        let message = format!("{e:#}");
+        assert!(
+            message.contains("2 tables") && message.contains("adapters.tables_per_instance"),
+            "{message}"
+        );
     }
 
     #[tokio::test]
