@@ -60,6 +60,12 @@ pub struct BillingConfig {
     pub credit_line_calls: u64,
     /// A credit line unused this long is closed.
     pub credit_line_idle_secs: u64,
+    /// Ledger entries this instance keeps in memory unwritten (queued for
+    /// the writer, or waiting on the dead-letter list while the database
+    /// refuses them) before it answers new calls with 503: usage that
+    /// cannot be recorded is not served, and the backlog cannot grow
+    /// without bound.
+    pub max_unwritten: u64,
 }
 
 impl Default for BillingConfig {
@@ -70,6 +76,7 @@ impl Default for BillingConfig {
             hold_lease_secs: 60,
             credit_line_calls: 0,
             credit_line_idle_secs: 10,
+            max_unwritten: 100_000,
         }
     }
 }
@@ -395,6 +402,14 @@ impl Billing {
         req: HoldRequest<'_>,
         price: PriceSnapshot,
     ) -> Result<Hold, GatewayError> {
+        let unwritten = self.unwritten();
+        if unwritten >= self.config.max_unwritten {
+            return Err(GatewayError::unavailable(format!(
+                "This gateway cannot record usage right now ({unwritten} usage records are waiting for its database), so it takes no new calls; try again shortly."
+            ))
+            .with_code("usage_backlog")
+            .with_retry_after(Some(5)));
+        }
         let max_out = req
             .max_output_tokens
             .unwrap_or(self.config.default_max_tokens);
@@ -842,6 +857,17 @@ impl Billing {
         let _ = written.wait_for(|n| *n >= target).await;
     }
 
+    /// Ledger entries queued and not yet written, and those on the
+    /// dead-letter list.
+    fn unwritten(&self) -> u64 {
+        let in_queue = self
+            .queued
+            .load(Ordering::SeqCst)
+            .saturating_sub(*self.written.borrow());
+        let dead = self.dead_letters.lock().map_or(0, |dead| dead.len());
+        in_queue.saturating_add(dead as u64)
+    }
+
     /// Queue an entry for the ledger writer. Never blocks, needs no
     /// runtime (it runs from `Drop`).
     fn queue(&self, entry: LedgerEntry) {
@@ -1258,11 +1284,81 @@ impl Drop for Hold {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::billing::pricing::ModelPrice;
+    use axum::http::StatusCode;
 
     #[test]
     fn config_defaults() {
         let c = BillingConfig::default();
         assert_eq!(c.quota_per_usd, 500_000);
         assert!(c.hold_lease_secs >= 10);
+    }
+
+    /// Past `max_unwritten` entries waiting in memory, new calls are
+    /// refused (503) until the backlog is written; then they are admitted
+    /// again (here to be refused for the empty balance they meet).
+    #[tokio::test]
+    async fn a_full_ledger_backlog_refuses_new_calls_until_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+        let db = Db::connect(&url).await.unwrap();
+        let config = BillingConfig {
+            max_unwritten: 2,
+            ..BillingConfig::default()
+        };
+        let billing = Billing::load(db, config).await.unwrap();
+        let caller = Caller {
+            token_id: 1,
+            user_id: 1,
+            group: "default".into(),
+            models: None,
+            unlimited: false,
+            limits: Default::default(),
+        };
+        let price = PriceSnapshot {
+            model: ModelPrice::tokens(1, 1, 1, 1),
+            group_ratio: Ratio::ONE,
+            quota_per_usd: 500_000,
+        };
+        let request = || HoldRequest {
+            caller: &caller,
+            model: "m",
+            prompt_tokens: 10,
+            max_output_tokens: Some(10),
+            request_id: "r",
+            client_ip: "127.0.0.1",
+            stream: false,
+            started: Instant::now(),
+            units: &[],
+        };
+        let release = |line: &str| LedgerEntry::LineRelease {
+            line: line.into(),
+            user_id: 1,
+            token_id: 1,
+        };
+        billing
+            .dead_letters
+            .lock()
+            .unwrap()
+            .extend([release("a"), release("b")]);
+
+        let Err(refused) = billing.hold(request(), price.clone()).await else {
+            panic!("admitted past the backlog");
+        };
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.code.as_deref(), Some("usage_backlog"));
+        assert_eq!(refused.retry_after, Some(5));
+        assert!(
+            refused.message.contains("2 usage records"),
+            "{}",
+            refused.message
+        );
+
+        // The sweep writes them (releases of lines long gone are no-ops).
+        assert_eq!(billing.retry_dead_letters().await, 0);
+        let Err(admitted) = billing.hold(request(), price).await else {
+            panic!("a hold on an empty balance");
+        };
+        assert_eq!(admitted.code.as_deref(), Some("insufficient_quota"));
     }
 }
