@@ -274,7 +274,28 @@ fn merge_channel(
         (Some(_), _) | (None, None) => {
             return Err(GatewayError::invalid("`secret_key` is required.").with_param("secret_key"));
         }
-        (None, Some(b)) => b.secret_enc.clone(),
+        (None, Some(b)) => {
+            // A channel turned into a Vertex AI one keeps its key only if
+            // that key is a service-account key.
+            if crate::channels::vertex::is_vertex(&kind)
+                && !crate::channels::vertex::is_vertex(&b.kind)
+            {
+                let stored = app.secrets.decrypt(&b.secret_enc).map_err(|_| {
+                    GatewayError::invalid(format!(
+                        "The channel's stored key cannot be read to check it for type `{kind}`: send its service-account key in `secret_key`."
+                    ))
+                    .with_param("secret_key")
+                })?;
+                check_vertex_keys(&kind, stored.expose().trim()).map_err(|e| {
+                    GatewayError::invalid(format!(
+                        "{} A channel changed to type `{kind}` keeps its key unless `secret_key` is sent with the change.",
+                        e.message
+                    ))
+                    .with_param("secret_key")
+                })?;
+            }
+            b.secret_enc.clone()
+        }
     };
     let base_url = match input.base_url.or_else(|| base.map(|b| b.base_url.clone())) {
         Some(u) if !u.trim().is_empty() => u.trim().trim_end_matches('/').to_owned(),

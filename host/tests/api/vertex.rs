@@ -356,8 +356,9 @@ async fn bad_service_account_keys_give_clear_errors() {
         );
     }
 
-    // A channel whose type became `vertex` while it kept an older key: the
-    // call fails over with a clear error and nothing reaches Google.
+    // A channel whose type would become `vertex` while keeping a key that
+    // is not a service-account key: the change is refused, without quoting
+    // the key, and the channel stays as it was.
     let mock = start_mock().await;
     let id = app
         .channel(
@@ -368,15 +369,30 @@ async fn bad_service_account_keys_give_clear_errors() {
     let r = app
         .admin_patch(&format!("/admin/channels/{id}"), json!({"type": "vertex"}))
         .await;
-    assert_eq!(r.status(), 200);
-    let (_, key) = app.user_with_key(1_000_000).await;
-    let r = app.chat(&key, chat_body("gemini-vertex", false)).await;
-    assert_eq!(r.status(), 502);
+    assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["code"], "invalid_channel_key", "{v}");
+    assert_eq!(v["error"]["param"], "secret_key", "{v}");
     let message = v["error"]["message"].as_str().unwrap();
-    assert!(message.contains("service-account"), "{message}");
+    assert!(
+        message.contains("service-account") && message.contains("keeps its key"),
+        "{message}"
+    );
     assert!(!message.contains("AIzaSy"), "{message}");
+    let v: Value = app
+        .admin_get(&format!("/admin/channels/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["type"], "gemini", "{v}");
+    // With its service-account key sent along, the same change is taken.
+    let r = app
+        .admin_patch(
+            &format!("/admin/channels/{id}"),
+            json!({"type": "vertex", "secret_key": service_account(&mock, PRIVATE_KEY)}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
     assert_eq!(mock.exchanges() + mock.refused_exchanges(), 0);
     assert_eq!(mock.vertex_requests(), 0);
 
