@@ -154,8 +154,9 @@ impl Pump {
     }
 
     /// Give the adapter instance back, its translator to be dropped before
-    /// the instance's next request.
-    fn release(self) {
+    /// the instance's next request. The upstream is handed back if the
+    /// adapter found its stream finished but its end has not arrived yet.
+    fn release(self) -> Option<Upstream> {
         let Self {
             mut lease,
             translator,
@@ -165,9 +166,7 @@ impl Pump {
         } = self;
         lease.instance.close_stream(translator);
         lease.recycle();
-        if upstream_done {
-            drain(&mut upstream);
-        }
+        (upstream_done && !drain(&mut upstream)).then_some(upstream)
     }
 
     fn absorb(&mut self, batch: &ChunkBatch) {
@@ -196,17 +195,39 @@ impl Pump {
 /// Read what is left of an upstream stream the adapter found finished (the
 /// end of its chunked encoding, usually), as far as it has already arrived:
 /// a connection read to its end serves the next call, one dropped half-way
-/// is closed.
-fn drain(upstream: &mut Upstream) {
+/// is closed. `false` if the end is still to come.
+fn drain(upstream: &mut Upstream) -> bool {
     use futures_util::FutureExt;
     // Bounded: an upstream still sending after its end is not waited for.
-    for _ in 0..4 {
+    for _ in 0..DRAIN_PIECES {
         match upstream.next().now_or_never() {
             Some(Some(Ok(_))) => {}
-            Some(None | Some(Err(_))) | None => return,
+            Some(None | Some(Err(_))) => return true,
+            None => return false,
         }
     }
+    true
 }
+
+/// [`drain`], waiting for the end to arrive (it usually follows the last
+/// event within a moment), for up to [`DRAIN_WAIT`].
+async fn drain_arriving(mut upstream: Upstream) {
+    let _ = tokio::time::timeout(DRAIN_WAIT, async {
+        for _ in 0..DRAIN_PIECES {
+            if !matches!(upstream.next().await, Some(Ok(_))) {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+/// Pieces read after a stream's last event, waiting for its end.
+const DRAIN_PIECES: usize = 4;
+
+/// How long the end of a finished stream is waited for before its
+/// connection is closed instead.
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
 
 /// What the client's stream looks like.
 pub(super) struct Output {
@@ -372,6 +393,7 @@ pub(super) async fn start(
         first_token,
         hold: hold.take(),
         slots: std::mem::take(slots),
+        rest: None,
     };
     relay.queue_chunks(first);
     if ended {
@@ -407,6 +429,10 @@ struct Relay {
     hold: Option<Hold>,
     /// The concurrency slots, held until the upstream is done.
     slots: Vec<SlotGuard>,
+    /// A finished upstream stream whose end is still to be read, so that
+    /// its connection serves the next call: read before the client's
+    /// stream ends (the client has every event by then).
+    rest: Option<Upstream>,
 }
 
 impl Relay {
@@ -423,7 +449,12 @@ impl Relay {
             if let Some(bytes) = self.queue.pop_front() {
                 return Some(bytes);
             }
-            let pump = self.pump.as_mut()?;
+            let Some(pump) = self.pump.as_mut() else {
+                if let Some(rest) = self.rest.take() {
+                    drain_arriving(rest).await;
+                }
+                return None;
+            };
             match pump.step(&self.channel).await {
                 Ok(Step::Chunks(c)) => self.queue_chunks(c),
                 Ok(Step::End(c)) => {
@@ -455,7 +486,7 @@ impl Relay {
             self.queue.extend(bytes);
         }
         // Release the adapter instance before the bookkeeping.
-        pump.release();
+        self.rest = pump.release();
         if let Some(hold) = self.hold.take() {
             hold.settle(Outcome::Served {
                 channel_id: self.channel.id,
@@ -473,6 +504,12 @@ impl Drop for Relay {
     /// dropped with the pump, and the call settles for what was delivered.
     fn drop(&mut self) {
         self.end("client disconnected");
+        // Gone before the end arrived: it is still read, in the background.
+        if let Some(rest) = self.rest.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(drain_arriving(rest));
+        }
     }
 }
 

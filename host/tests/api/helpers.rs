@@ -384,6 +384,8 @@ pub struct MockState {
     pub last_body: Mutex<Option<Value>>,
     /// `x-swap-version` of each request that carried one.
     pub swap_versions: Mutex<Vec<String>>,
+    /// TCP connections accepted.
+    pub connections: Arc<AtomicUsize>,
 }
 
 pub struct MockUpstream {
@@ -415,6 +417,7 @@ impl MockUpstream {
             behavior: Mutex::new(Behavior::Normal),
             requests: AtomicUsize::new(0),
             last_body: Mutex::new(None),
+            connections: Arc::default(),
         });
         let app = axum::Router::new()
             .route("/v1/chat/completions", post(mock_chat))
@@ -423,6 +426,10 @@ impl MockUpstream {
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let connections = state.connections.clone();
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |_| {
+            connections.fetch_add(1, Ordering::SeqCst);
+        });
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -439,6 +446,11 @@ impl MockUpstream {
 
     pub fn set(&self, behavior: Behavior) {
         *self.state.behavior.lock().unwrap() = behavior;
+    }
+
+    /// TCP connections the mock accepted.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> usize {

@@ -70,6 +70,24 @@ async fn stream_with_usage_relays_chunks_and_bills_upstream_usage() {
     assert_eq!(logs[0]["completion_tokens"], MOCK_COMPLETION_TOKENS);
 }
 
+/// A finished stream leaves its upstream connection open for the next call,
+/// streamed or not: one connection serves them all in turn.
+#[tokio::test]
+async fn an_upstream_connection_is_reused_after_a_stream() {
+    let (app, mock, _, key) = app_with_channel().await;
+    for stream in [true, true, false, true] {
+        let r = app.chat(&key, chat_body("gpt-4o-mini", stream)).await;
+        assert_eq!(r.status(), 200);
+        if stream {
+            assert_eq!(chunk_text(&sse_data(r).await), MOCK_REPLY);
+        } else {
+            r.bytes().await.unwrap();
+        }
+    }
+    assert_eq!(mock.requests(), 4);
+    assert_eq!(mock.connections(), 1);
+}
+
 #[tokio::test]
 async fn stream_without_client_usage_option_still_bills_and_hides_the_usage_chunk() {
     let (app, mock, _, key) = app_with_channel().await;
