@@ -64,6 +64,10 @@ pub struct Config {
     pub secret_key: Option<Secret>,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
+    /// On SIGTERM or Ctrl-C, how long requests and streams in flight may
+    /// run on before they are cut; usage is written after that, so keep it
+    /// below the time a supervisor waits before it kills the process.
+    pub shutdown_grace_secs: u64,
     pub upstream: UpstreamConfig,
     pub adapters: AdapterConfig,
     pub relay: RelayConfig,
@@ -165,6 +169,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             secret_key: None,
             body_limit_bytes: 32 * 1024 * 1024,
+            shutdown_grace_secs: 20,
             upstream: UpstreamConfig::default(),
             adapters: AdapterConfig::default(),
             relay: RelayConfig::default(),

@@ -6,15 +6,22 @@
 //! 3. `CatchPanic`: a panic becomes an OpenAI-shaped 500, never a dropped
 //!    connection (none is expected; this is the last line of defence).
 //! 4. `PropagateRequestId`: the id is echoed in the response.
+//! 5. [`cut_at_shutdown`]: what still runs when a shutdown's grace period is
+//!    over is cut.
 //!
 //! Bodies are read by the handlers under `body_limit_bytes` (413 in OpenAI's
 //! shape), so axum's own limit is disabled.
 
+use std::task::Poll;
+
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::body::{Body, HttpBody};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, Request, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -59,6 +66,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/", get(index))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cut_at_shutdown,
+        ))
         .layer(DefaultBodyLimit::disable())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(CatchPanicLayer::custom(|_| {
@@ -76,6 +87,49 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Once a shutdown's grace period is over ([`crate::Inner::shutdown`]), a
+/// request still being handled is answered 503, and a response body still
+/// being sent (a stream) is broken off: the client sees an incomplete
+/// transfer, not a clean end it could take for the whole answer. Either way
+/// the call's usage is settled as for a client that went away.
+async fn cut_at_shutdown(
+    State(app): State<AppState>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let cut = app.shutdown.clone();
+    let response = tokio::select! {
+        biased;
+        response = next.run(request) => response,
+        () = cut.cancelled() => {
+            return GatewayError::unavailable("The gateway is shutting down: send the request again.")
+                .with_code("shutting_down")
+                .into_response();
+        }
+    };
+    if response.body().size_hint().exact().is_some() {
+        // Whole already (not a stream): nothing to cut.
+        return response;
+    }
+    response.map(|body| {
+        let mut data = body.into_data_stream();
+        let mut cut = Box::pin(cut.cancelled_owned());
+        let mut over = false;
+        Body::from_stream(futures_util::stream::poll_fn(move |cx| {
+            if over {
+                return Poll::Ready(None);
+            }
+            if cut.as_mut().poll(cx).is_ready() {
+                over = true;
+                return Poll::Ready(Some(Err(axum::Error::new(
+                    "the gateway shut down before the answer was complete",
+                ))));
+            }
+            data.poll_next_unpin(cx)
+        }))
+    })
 }
 
 async fn health() -> &'static str {

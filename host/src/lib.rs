@@ -54,6 +54,9 @@ pub struct Inner {
     pub tokens: auth::TokenCache,
     /// Vertex AI access tokens, by channel and service-account key.
     pub vertex_tokens: channels::vertex::TokenCache,
+    /// Cancelled when a shutdown's grace period is over: requests and
+    /// response bodies still running are cut (see [`http::cut_at_shutdown`]).
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl Deref for AppState {
@@ -166,6 +169,7 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
         admin,
         tasks: tasks::Tasks::default(),
         vertex_tokens: channels::vertex::TokenCache::default(),
+        shutdown: tokio_util::sync::CancellationToken::new(),
     }));
     let poller = tasks::spawn_poller(state.clone());
     Ok(App {
@@ -209,6 +213,7 @@ async fn admin_auth(config: &Config, db: &Db) -> anyhow::Result<(AdminAuth, Opti
 /// Serve until Ctrl-C / SIGTERM, then finish in-flight writes.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
     let app = build_app(config).await?;
     if let Some(token) = &app.generated_admin_token {
         // Printed once, on the terminal only: it is not stored anywhere in clear.
@@ -233,8 +238,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .router
         .clone()
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // On the signal: no new connections, and what is in flight gets the
+    // grace period to finish; then it is cut, so that usage is written
+    // before a supervisor's kill timeout, whatever a stream still had to go.
+    let cut = app.state.shutdown.clone();
     axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!(
+                grace_secs = grace.as_secs(),
+                "shutting down: requests in flight may finish within the grace period"
+            );
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                tracing::warn!("shutdown grace period over: cutting what is still in flight");
+                cut.cancel();
+            });
+        })
         .await
         .context("serving HTTP")?;
     tracing::info!("shutting down: waiting for usage records to be written");

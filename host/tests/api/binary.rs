@@ -173,3 +173,147 @@ async fn a_scaffolded_adapter_builds_and_passes_the_kit() {
         .unwrap();
     assert!(!again.status.success());
 }
+
+/// A gateway started from the binary with `grace_secs` of shutdown grace,
+/// serving `mock`: the child, its address and a key for `gpt-4o-mini`.
+async fn gateway_for(
+    mock: &crate::helpers::MockUpstream,
+    data: &std::path::Path,
+    grace_secs: u64,
+) -> (tokio::process::Child, std::net::SocketAddr, String) {
+    use serde_json::{Value, json};
+
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let admin = "transit-admin-shutdown-test";
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_transit"))
+        .env("TRANSIT_CONFIG", data.join("none.toml"))
+        .env("TRANSIT_LISTEN", addr.to_string())
+        .env("TRANSIT_DATA_DIR", data)
+        .env("TRANSIT_ADMIN_TOKEN", admin)
+        .env("TRANSIT_SHUTDOWN_GRACE_SECS", grace_secs.to_string())
+        .env("TRANSIT_LOG__LEVEL", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    transit::init_tls();
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let mut up = false;
+    for _ in 0..600 {
+        if client.get(url("/health")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up);
+    let post = |path: &str, body: Value| {
+        client
+            .post(url(path))
+            .header("X-Admin-Token", admin)
+            .json(&body)
+            .send()
+    };
+    let r = post(
+        "/admin/channels",
+        json!({"name": "slow", "secret_key": "sk-up", "base_url": mock.base_url(), "models": ["gpt-4o-mini"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let user: Value = post("/admin/users", json!({"username": "u", "quota": 1_000_000}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token: Value = post("/admin/tokens", json!({"user_id": user["id"], "name": "t"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (child, addr, token["key"].as_str().unwrap().to_owned())
+}
+
+/// Open a stream through the gateway (the mock streams for about half a
+/// second), read its first piece, send the gateway SIGTERM, and read the
+/// rest: what arrived, and whether the stream ended cleanly.
+async fn stream_across_sigterm(
+    child: &tokio::process::Child,
+    addr: std::net::SocketAddr,
+    key: &str,
+) -> (String, bool) {
+    let mut stream = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&crate::helpers::chat_body("gpt-4o-mini", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut received = stream.chunk().await.unwrap().unwrap().to_vec();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let clean = loop {
+        match stream.chunk().await {
+            Ok(Some(piece)) => received.extend_from_slice(&piece),
+            Ok(None) => break true,
+            Err(_) => break false,
+        }
+    };
+    (String::from_utf8_lossy(&received).into_owned(), clean)
+}
+
+/// Calls and holds in a stopped gateway's SQLite database.
+async fn logs_and_holds(data: &std::path::Path) -> (i64, i64) {
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("transit.db").display()))
+        .await
+        .unwrap();
+    let logs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM logs")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let holds: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM holds")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    (logs, holds)
+}
+
+/// SIGTERM: the gateway stops taking connections and lets a stream in
+/// flight finish within `shutdown_grace_secs`; with no grace left it breaks
+/// the stream off instead (the client sees an incomplete transfer, not a
+/// clean end it could take for the whole answer). Either way it writes the
+/// call's usage and exits cleanly.
+#[tokio::test]
+async fn sigterm_lets_streams_finish_within_the_grace_period_then_cuts_them() {
+    use crate::helpers::{Behavior, MockUpstream};
+
+    let mock = MockUpstream::start("sk-up").await;
+    mock.set(Behavior::SlowStream);
+    for (grace_secs, finishes) in [(30, true), (0, false)] {
+        let data = tempfile::tempdir().unwrap();
+        let (mut child, addr, key) = gateway_for(&mock, data.path(), grace_secs).await;
+        let (received, clean) = stream_across_sigterm(&child, addr, &key).await;
+        assert_eq!(clean, finishes, "grace {grace_secs} s: {received}");
+        assert_eq!(received.contains("data: [DONE]"), finishes, "{received}");
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .expect("the gateway did not exit")
+            .unwrap();
+        assert!(status.success(), "{status}");
+        // The call was settled and written before the process ended.
+        assert_eq!(
+            logs_and_holds(data.path()).await,
+            (1, 0),
+            "grace {grace_secs} s"
+        );
+    }
+}

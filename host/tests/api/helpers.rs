@@ -363,7 +363,7 @@ pub enum Behavior {
     RateLimited,
     /// Stream a few chunks, then cut the connection.
     CutMidStream,
-    /// Stream the reply ten times over, one chunk every 50 ms (~3 s).
+    /// Stream one event every 50 ms (about half a second in all).
     SlowStream,
     /// Answer plainly after 600 ms.
     Slow,
