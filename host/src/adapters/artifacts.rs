@@ -221,6 +221,14 @@ mod tests {
         b"\0asm\x0d\0\x01\0".to_vec()
     }
 
+    /// An empty artifact directory, an engine, and a component to load.
+    fn fresh() -> (tempfile::TempDir, Engine, Artifacts, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine();
+        let artifacts = Artifacts::open(dir.path(), &engine).unwrap();
+        (dir, engine, artifacts, component())
+    }
+
     /// Load `bytes`; whether the compiler was asked for.
     fn load_compiles(artifacts: &Artifacts, engine: &Engine, bytes: &[u8]) -> bool {
         let mut compiled = false;
@@ -244,10 +252,7 @@ mod tests {
 
     #[test]
     fn a_component_is_compiled_once_and_then_mapped() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = engine();
-        let artifacts = Artifacts::open(dir.path(), &engine).unwrap();
-        let bytes = component();
+        let (dir, engine, artifacts, bytes) = fresh();
         let compiled = (0..2)
             .filter(|_| load_compiles(&artifacts, &engine, &bytes))
             .count();
@@ -258,10 +263,7 @@ mod tests {
 
     #[test]
     fn a_damaged_artifact_is_compiled_again_and_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = engine();
-        let artifacts = Artifacts::open(dir.path(), &engine).unwrap();
-        let bytes = component();
+        let (_dir, engine, artifacts, bytes) = fresh();
         let path = artifacts.path_for(&digest(&bytes));
         fs::write(&path, b"not an artifact").unwrap();
         assert!(load_compiles(&artifacts, &engine, &bytes));
@@ -270,10 +272,7 @@ mod tests {
 
     #[test]
     fn an_artifact_that_cannot_be_stored_is_loaded_from_memory() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = engine();
-        let artifacts = Artifacts::open(dir.path(), &engine).unwrap();
-        let bytes = component();
+        let (dir, engine, artifacts, bytes) = fresh();
         // A directory where the artifact should go: it can be neither
         // mapped nor replaced.
         fs::create_dir(artifacts.path_for(&digest(&bytes))).unwrap();

@@ -96,7 +96,7 @@ async fn an_adapter_that_keeps_trapping_is_taken_out_of_rotation() {
         200
     );
     assert_eq!(mock.requests(), 1);
-    let v: Value = app.admin_get("/admin/adapters").await.json().await.unwrap();
+    let v: Value = app.admin_json("/admin/adapters").await;
     let misbehave = v["data"]
         .as_array()
         .unwrap()
@@ -111,7 +111,7 @@ async fn an_adapter_that_keeps_trapping_is_taken_out_of_rotation() {
 #[tokio::test]
 async fn the_admin_api_lists_loaded_adapters() {
     let (app, _mock, _) = misbehaving_app().await;
-    let v: Value = app.admin_get("/admin/adapters").await.json().await.unwrap();
+    let v: Value = app.admin_json("/admin/adapters").await;
     let names: Vec<&str> = v["data"]
         .as_array()
         .unwrap()

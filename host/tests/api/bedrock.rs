@@ -277,12 +277,7 @@ async fn aws_channels_with_session_tokens_and_key_only_channels() {
             .channel(json!({"name": format!("{kind}-key-only"), "type": kind,
                 "secret_key": format!("{ACCESS_KEY}|{SECRET_KEY}"), "options": {"region": "ap-southeast-2"}}))
             .await;
-        let v: Value = app
-            .admin_get(&format!("/admin/channels/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let v: Value = app.admin_json(&format!("/admin/channels/{id}")).await;
         assert_eq!(
             v["base_url"], "https://bedrock-runtime.us-east-1.amazonaws.com",
             "{v}"

@@ -205,11 +205,8 @@ async fn a_hold_that_does_not_fit_is_refused_and_touches_nothing() {
     assert_eq!(app.chat(&exact, metered_body(false)).await.status(), 200);
     app.settled().await;
     let tokens: Value = app
-        .admin_get(&format!("/admin/tokens?user_id={rich}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .admin_json(&format!("/admin/tokens?user_id={rich}"))
+        .await;
     let last = tokens["data"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["remain_quota"], hold_for_metered() - METERED_COST);
     assert_eq!(last["used_quota"], METERED_COST);
@@ -258,7 +255,7 @@ async fn price_edits_apply_to_the_next_request() {
     let (quota, charged, _) = app.ledger(user).await;
     assert_eq!(100_000 - quota, charged);
 
-    let shown: Value = app.admin_get("/admin/pricing").await.json().await.unwrap();
+    let shown: Value = app.admin_json("/admin/pricing").await;
     assert_eq!(shown["pricing"]["models"]["metered"]["model_ratio"], 3.0);
     assert_eq!(shown["quota_per_usd"], 500_000);
     let bad = app
@@ -371,12 +368,7 @@ async fn a_code_is_redeemed_exactly_once() {
     assert_eq!(redeem(alice_key.clone(), "nope".into()).await, 400);
     let third = codes["data"][2]["code"].as_str().unwrap().to_owned();
     assert_eq!(redeem(alice_key, third).await, 200);
-    let listed: Value = app
-        .admin_get("/admin/redemptions")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.admin_json("/admin/redemptions").await;
     let statuses: Vec<i64> = listed["data"]
         .as_array()
         .unwrap()
@@ -395,11 +387,8 @@ async fn usage_summaries_by_day_and_model() {
     }
     app.settled().await;
     let v: Value = app
-        .admin_get(&format!("/admin/users/{user}/usage?days=7"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .admin_json(&format!("/admin/users/{user}/usage?days=7"))
+        .await;
     let lines = v["data"].as_array().unwrap();
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["model"], "metered");
@@ -407,18 +396,12 @@ async fn usage_summaries_by_day_and_model() {
     assert_eq!(lines[0]["quota"], 3 * METERED_COST);
     assert_eq!(lines[0]["day"].as_i64().unwrap() % 86400, 0);
     let tokens: Value = app
-        .admin_get(&format!("/admin/tokens?user_id={user}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .admin_json(&format!("/admin/tokens?user_id={user}"))
+        .await;
     let token = tokens["data"][0]["id"].as_i64().unwrap();
     let v: Value = app
-        .admin_get(&format!("/admin/tokens/{token}/usage"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .admin_json(&format!("/admin/tokens/{token}/usage"))
+        .await;
     assert_eq!(v["data"][0]["prompt_tokens"], 3 * MOCK_PROMPT_TOKENS);
 }
 

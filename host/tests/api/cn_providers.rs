@@ -214,12 +214,7 @@ async fn hunyuan_channels_send_their_region() {
             json!({"name": "hy", "type": "hunyuan", "secret_key": tencent_key(), "models": ["x"]}),
         )
         .await;
-    let v: Value = app
-        .admin_get(&format!("/admin/channels/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = app.admin_json(&format!("/admin/channels/{id}")).await;
     assert_eq!(v["base_url"], "https://hunyuan.tencentcloudapi.com", "{v}");
 }
 

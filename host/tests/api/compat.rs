@@ -691,7 +691,7 @@ async fn compat_channel_types_are_listed_with_their_defaults() {
             .await;
         assert_eq!(r.status(), 400, "{kind}");
     }
-    let v: Value = app.admin_get("/admin/channels").await.json().await.unwrap();
+    let v: Value = app.admin_json("/admin/channels").await;
     let urls: Vec<(String, String)> = v["data"]
         .as_array()
         .unwrap()

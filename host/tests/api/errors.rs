@@ -103,11 +103,8 @@ async fn each_bad_input_has_its_status() {
     assert!(!v.to_string().contains("sk-not-a-real-key-0000000000"));
     let disabled = app.key_for(user, json!({})).await;
     let tokens: Value = app
-        .admin_get(&format!("/admin/tokens?user_id={user}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .admin_json(&format!("/admin/tokens?user_id={user}"))
+        .await;
     let disabled_id = tokens["data"].as_array().unwrap().last().unwrap()["id"]
         .as_i64()
         .unwrap();
@@ -249,11 +246,8 @@ async fn a_cached_key_is_disabled_at_once_here_and_soon_elsewhere() {
     let (user, key) = app.user_with_key(1_000_000).await;
     let token_id = |tokens: Value| tokens["data"][0]["id"].as_i64().unwrap();
     let id = token_id(
-        app.admin_get(&format!("/admin/tokens?user_id={user}"))
-            .await
-            .json()
-            .await
-            .unwrap(),
+        app.admin_json(&format!("/admin/tokens?user_id={user}"))
+            .await,
     );
     let status = |id: i64, s: &'static str| (format!("/admin/tokens/{id}"), json!({"status": s}));
 

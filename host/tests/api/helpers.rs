@@ -212,12 +212,13 @@ impl TestApp {
             .unwrap()
     }
 
+    /// An admin GET's JSON answer.
+    pub async fn admin_json(&self, path: &str) -> Value {
+        self.admin_get(path).await.json().await.unwrap()
+    }
+
     pub async fn user(&self, id: i64) -> Value {
-        self.admin_get(&format!("/admin/users/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap()
+        self.admin_json(&format!("/admin/users/{id}")).await
     }
 
     /// Wait until every usage record written so far is in the database.
@@ -227,12 +228,7 @@ impl TestApp {
 
     pub async fn logs(&self) -> Vec<Value> {
         self.settled().await;
-        let v: Value = self
-            .admin_get("/admin/logs?limit=1000")
-            .await
-            .json()
-            .await
-            .unwrap();
+        let v: Value = self.admin_json("/admin/logs?limit=1000").await;
         v["data"].as_array().unwrap().clone()
     }
 

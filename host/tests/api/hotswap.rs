@@ -116,7 +116,7 @@ async fn swapping_under_load_fails_no_request() {
     assert_eq!(failed, 0);
     assert!(ok > 20, "only {ok} requests ran");
 
-    let v: Value = app.admin_get("/admin/adapters").await.json().await.unwrap();
+    let v: Value = app.admin_json("/admin/adapters").await;
     assert!(
         v["errors"][0]["origin"]
             .as_str()

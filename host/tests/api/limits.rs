@@ -55,7 +55,7 @@ async fn concurrency_is_enforced(app: &TestApp) {
     let mut m = Value::Null;
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(40)).await;
-        m = app.admin_get("/admin/monitor").await.json().await.unwrap();
+        m = app.admin_json("/admin/monitor").await;
         if m["in_flight"] == 4 {
             break;
         }
@@ -77,7 +77,7 @@ async fn concurrency_is_enforced(app: &TestApp) {
     // Slots come back when calls end (released just after the answer).
     let mut m = Value::Null;
     for _ in 0..20 {
-        m = app.admin_get("/admin/monitor").await.json().await.unwrap();
+        m = app.admin_json("/admin/monitor").await;
         if m["in_flight"] == 0 && m["channels"][0]["calls_5m"] == 4 {
             break;
         }
@@ -93,7 +93,7 @@ async fn concurrency_is_enforced(app: &TestApp) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_concurrency_limits_hold() {
     let app = spawn_app().await;
-    let m: Value = app.admin_get("/admin/monitor").await.json().await.unwrap();
+    let m: Value = app.admin_json("/admin/monitor").await;
     assert_eq!(m["limiter"]["backend"], "in-process");
     concurrency_is_enforced(&app).await;
 }
@@ -105,7 +105,7 @@ async fn redis_concurrency_limits_hold() {
         c.limits.redis_prefix = redis_prefix();
     })
     .await;
-    let m: Value = app.admin_get("/admin/monitor").await.json().await.unwrap();
+    let m: Value = app.admin_json("/admin/monitor").await;
     assert_eq!(
         m["limiter"]["backend"], "redis",
         "Redis must be running on 127.0.0.1:6379"

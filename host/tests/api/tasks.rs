@@ -67,12 +67,7 @@ async fn wait_until(app: &TestApp, path: &str, key: &str, done: &[&str]) -> Valu
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let id = path.rsplit('/').next().unwrap_or_default();
-    let row: Value = app
-        .admin_get(&format!("/admin/tasks/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let row: Value = app.admin_json(&format!("/admin/tasks/{id}")).await;
     panic!("the task at {path} never reached {done:?}: {row}");
 }
 
@@ -297,12 +292,7 @@ async fn a_task_is_visible_only_to_its_owner() {
         get(&app, &format!("/v1/videos/{id}"), &key).await.status(),
         200
     );
-    let admin: Value = app
-        .admin_get(&format!("/admin/tasks/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let admin: Value = app.admin_json(&format!("/admin/tasks/{id}")).await;
     assert_eq!(admin["id"], id);
 }
 

@@ -378,12 +378,7 @@ async fn bad_service_account_keys_give_clear_errors() {
         "{message}"
     );
     assert!(!message.contains("AIzaSy"), "{message}");
-    let v: Value = app
-        .admin_get(&format!("/admin/channels/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = app.admin_json(&format!("/admin/channels/{id}")).await;
     assert_eq!(v["type"], "gemini", "{v}");
     // With its service-account key sent along, the same change is taken.
     let r = app
