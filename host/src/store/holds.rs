@@ -185,25 +185,24 @@ impl Db {
     }
 
     /// Write several ledger entries in one transaction (holds already
-    /// settled are skipped); all or nothing. The credit-line charges go
-    /// first, written together ([`Db::charge_lines_in`]); settlements and
-    /// line releases follow in their order, so a release comes after every
-    /// charge of its line.
+    /// settled are skipped); all or nothing. The entries are written in
+    /// their order (so log rows get ids in the order the calls settled, and
+    /// a line's release comes after every charge of it), each run of
+    /// credit-line charges together ([`Db::charge_lines_in`]).
     pub async fn write_ledger(&self, batch: &[LedgerEntry]) -> sqlx::Result<()> {
         let mut tx = self.pool().begin().await?;
-        let charges: Vec<&LineCharge> = batch
-            .iter()
-            .filter_map(|e| match e {
-                LedgerEntry::LineCharge(c) => Some(c),
-                _ => None,
-            })
-            .collect();
-        self.charge_lines_in(&mut tx, &charges).await?;
+        let mut charges: Vec<&LineCharge> = Vec::new();
         for entry in batch {
-            if !matches!(entry, LedgerEntry::LineCharge(_)) {
-                self.write_entry_in(&mut tx, entry).await?;
+            match entry {
+                LedgerEntry::LineCharge(c) => charges.push(c),
+                other => {
+                    self.charge_lines_in(&mut tx, &charges).await?;
+                    charges.clear();
+                    self.write_entry_in(&mut tx, other).await?;
+                }
             }
         }
+        self.charge_lines_in(&mut tx, &charges).await?;
         tx.commit().await
     }
 

@@ -714,6 +714,31 @@ async fn with_open_line(
     (app, mock, user, key, line, left)
 }
 
+/// A charge of `cost` on credit line `line`, `from_line` of it drawn from
+/// the line; its log row's content is its id.
+fn line_charge(
+    id: &str,
+    user: i64,
+    line: &str,
+    from_line: i64,
+    cost: i64,
+) -> transit::store::LedgerEntry {
+    transit::store::LedgerEntry::LineCharge(transit::store::LineCharge {
+        id: id.to_owned(),
+        line: line.to_owned(),
+        from_line,
+        cost,
+        counts_as_request: 1,
+        log: transit::store::ConsumeLog {
+            kind: "consume",
+            user_id: user,
+            model: "metered".into(),
+            content: id.to_owned(),
+            ..Default::default()
+        },
+    })
+}
+
 /// A line charge written twice (the writer retrying after a commit whose
 /// outcome it could not see) is applied once.
 #[tokio::test]
@@ -722,19 +747,7 @@ async fn a_line_charge_written_twice_is_applied_once() {
     let (_, charged_before, _) = app.ledger(user).await;
     let logs_before = app.logs().await.len();
 
-    let charge = transit::store::LedgerEntry::LineCharge(transit::store::LineCharge {
-        id: "charge-once".into(),
-        line: line.clone(),
-        from_line: 7,
-        cost: 7,
-        counts_as_request: 1,
-        log: transit::store::ConsumeLog {
-            kind: "consume",
-            user_id: user,
-            model: "metered".into(),
-            ..Default::default()
-        },
-    });
+    let charge = line_charge("charge-once", user, &line, 7, 7);
     let db = &app.app.state.db;
     db.write_entry(&charge).await.unwrap();
     db.write_ledger(std::slice::from_ref(&charge))
@@ -873,19 +886,7 @@ async fn a_batch_of_line_charges_is_written_together_and_once() {
     let logs_before = app.logs().await.len();
 
     let charge = |i: usize, line: &str, from_line: i64, cost: i64| {
-        transit::store::LedgerEntry::LineCharge(transit::store::LineCharge {
-            id: format!("batch-{i}"),
-            line: line.to_owned(),
-            from_line,
-            cost,
-            counts_as_request: 1,
-            log: transit::store::ConsumeLog {
-                kind: "consume",
-                user_id: user,
-                model: "metered".into(),
-                ..Default::default()
-            },
-        })
+        line_charge(&format!("batch-{i}"), user, line, from_line, cost)
     };
     // 120 covered charges of 3 (more than one multi-row insert), an
     // overrun (5 from the line, 4 more from the balance) and a charge on a
@@ -917,6 +918,72 @@ async fn a_batch_of_line_charges_is_written_together_and_once() {
         (quota, charged, app.ledger(user).await.2)
     );
     assert_eq!(app.logs().await.len(), logs_before + 122);
+}
+
+/// A batch is written in the order its entries were queued: runs of line
+/// charges are grouped, but a settlement queued between them keeps its
+/// place, so log ids follow the order the calls settled in.
+#[tokio::test]
+async fn a_ledger_batch_keeps_the_order_its_entries_were_queued_in() {
+    let (app, _mock, user, _key, line, _) = with_open_line(100, 1_000_000).await;
+    let db = &app.app.state.db;
+    let token_id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(
+        db.sql("SELECT token_id FROM holds WHERE id = ?")
+            .into_owned(),
+    ))
+    .bind(&line)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    let hold = transit::store::NewHold {
+        id: "order-hold".into(),
+        user_id: user,
+        token_id,
+        amount: 10,
+        model: "metered".into(),
+        prompt_tokens: 0,
+        price: "{}".into(),
+        request_id: String::new(),
+        client_ip: String::new(),
+        is_stream: false,
+        instance: "test".into(),
+        lease_until: 9_999_999_999_999,
+    };
+    assert!(db.place_hold(&hold).await.unwrap());
+    let settle = transit::store::LedgerEntry::Settle(transit::store::Settlement {
+        hold_id: hold.id.clone(),
+        lease_expired_by: None,
+        cost: 4,
+        counts_as_request: 1,
+        log: transit::store::ConsumeLog {
+            kind: "consume",
+            user_id: user,
+            model: "metered".into(),
+            content: "order-2".into(),
+            ..Default::default()
+        },
+    });
+    let batch = [
+        line_charge("order-0", user, &line, 3, 3),
+        line_charge("order-1", user, &line, 3, 3),
+        settle,
+        line_charge("order-3", user, &line, 3, 3),
+        line_charge("order-4", user, &line, 3, 3),
+    ];
+    db.write_ledger(&batch).await.unwrap();
+
+    let written: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(
+        db.sql("SELECT content FROM logs WHERE content LIKE 'order-%' ORDER BY id")
+            .into_owned(),
+    ))
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        written,
+        ["order-0", "order-1", "order-2", "order-3", "order-4"]
+    );
+    assert_eq!(app.open_holds().await, 1, "only the line's hold is left");
 }
 
 /// The recovery sweep only takes a hold whose lease is still expired when
