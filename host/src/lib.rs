@@ -118,7 +118,9 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
         .with_context(|| format!("watching {}", adapters_dir.display()))?;
 
     let router = Arc::new(channels::Router::load(db.clone(), secrets.clone()).await?);
-    let billing = billing::Billing::load(db.clone(), config.billing.clone()).await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let billing =
+        billing::Billing::load(db.clone(), config.billing.clone(), shutdown.clone()).await?;
     // Holds left by an instance that stopped are settled as soon as their
     // lease runs out; anything already expired is settled now.
     billing.recover_expired().await?;
@@ -169,7 +171,7 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
         admin,
         tasks: tasks::Tasks::default(),
         vertex_tokens: channels::vertex::TokenCache::default(),
-        shutdown: tokio_util::sync::CancellationToken::new(),
+        shutdown,
     }));
     let poller = tasks::spawn_poller(state.clone());
     Ok(App {
@@ -212,6 +214,7 @@ async fn admin_auth(config: &Config, db: &Db) -> anyhow::Result<(AdminAuth, Opti
 
 /// Serve until Ctrl-C / SIGTERM, then finish in-flight writes.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    raise_open_file_limit();
     let listen = config.listen;
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let app = build_app(config).await?;
@@ -269,6 +272,34 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     app.state.db.close().await;
     Ok(())
+}
+
+/// Every open stream holds two sockets (the client's and the upstream's),
+/// and the usual soft limit of 1 024 open files would refuse connections
+/// at a few hundred streams. The soft limit is raised to the hard limit,
+/// which only the administrator sets.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(
+            from = limit.current,
+            to = limit.maximum,
+            "raised the open-file limit"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            limit = limit.current,
+            "cannot raise the open-file limit: each open stream takes two"
+        ),
+    }
 }
 
 async fn shutdown_signal() {

@@ -200,9 +200,10 @@ impl Client {
         if let Limit::Total(total) = limit {
             builder = builder.timeout(total);
         }
-        let response = builder.send().await.map_err(|e| Error::from_reqwest(&e))?;
+        let mut response = builder.send().await.map_err(|e| Error::from_reqwest(&e))?;
         let status = response.status();
-        let headers = response.headers().clone();
+        // Taken, not copied: the body stream does not need them.
+        let headers = std::mem::take(response.headers_mut());
         let stream = response
             .bytes_stream()
             .map(|piece| piece.map_err(|e| Error::from_reqwest(&e)));

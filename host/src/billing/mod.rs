@@ -109,6 +109,10 @@ pub struct Billing {
     line_gates: std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     /// Set at shutdown: no line is opened any more.
     stopping: std::sync::atomic::AtomicBool,
+    /// Cancelled when a shutdown's grace period is over and what is still
+    /// in flight is cut: the calls it ends are logged as cut, not as left
+    /// by their clients.
+    cut: tokio_util::sync::CancellationToken,
     /// Credit lines opened since start.
     lines_opened: AtomicU64,
     /// Line openings under way (shutdown waits for them).
@@ -303,7 +307,12 @@ pub struct Hold {
 }
 
 impl Billing {
-    pub async fn load(db: Db, config: BillingConfig) -> anyhow::Result<Arc<Self>> {
+    /// `cut` is the gateway's shutdown cut (see [`crate::AppState`]).
+    pub async fn load(
+        db: Db,
+        config: BillingConfig,
+        cut: tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
         let (ledger, queue) = mpsc::unbounded_channel();
         let (written_tx, written) = watch::channel(0);
         let dead_letters = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -327,6 +336,7 @@ impl Billing {
             no_line_until: std::sync::Mutex::new(HashMap::new()),
             line_gates: std::sync::Mutex::new(HashMap::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            cut,
             lines_opened: AtomicU64::new(0),
             openings: std::sync::atomic::AtomicUsize::new(0),
         });
@@ -1150,6 +1160,12 @@ fn recovery(hold: &HoldRow) -> Settlement {
 }
 
 impl Hold {
+    /// Whether the call is being ended by the shutdown cut (rather than by
+    /// its client going away).
+    pub fn cut_by_shutdown(&self) -> bool {
+        self.billing.cut.is_cancelled()
+    }
+
     /// The call is about to reach `channel_id`'s upstream: from here on an
     /// abandoned call costs at least its prompt.
     pub fn reaching(&mut self, channel_id: i64) {
@@ -1257,6 +1273,11 @@ impl Drop for Hold {
         if self.settled {
             return;
         }
+        let ended = if self.cut_by_shutdown() {
+            "the gateway shut down"
+        } else {
+            "client disconnected"
+        };
         let outcome = match self.upstream_reached {
             Some(channel_id) => Outcome::Served {
                 channel_id,
@@ -1269,12 +1290,12 @@ impl Drop for Hold {
                     units: Vec::new(),
                 },
                 first_token: None,
-                note: "client disconnected before the answer: prompt billed".to_owned(),
+                note: format!("{ended} before the answer: prompt billed"),
             },
             None => Outcome::Failed {
                 channel_id: 0,
                 status: 499,
-                message: "client disconnected before the upstream was reached".to_owned(),
+                message: format!("{ended} before the upstream was reached"),
             },
         };
         self.finish(outcome);
@@ -1306,7 +1327,7 @@ mod tests {
             max_unwritten: 2,
             ..BillingConfig::default()
         };
-        let billing = Billing::load(db, config).await.unwrap();
+        let billing = Billing::load(db, config, Default::default()).await.unwrap();
         let caller = Caller {
             token_id: 1,
             user_id: 1,

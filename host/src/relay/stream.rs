@@ -500,10 +500,15 @@ impl Relay {
 }
 
 impl Drop for Relay {
-    /// The client went away before the stream was over: the upstream is
-    /// dropped with the pump, and the call settles for what was delivered.
+    /// The client went away (or the shutdown cut the stream) before it was
+    /// over: the upstream is dropped with the pump, and the call settles for
+    /// what was delivered.
     fn drop(&mut self) {
-        self.end("client disconnected");
+        if self.hold.as_ref().is_some_and(Hold::cut_by_shutdown) {
+            self.end("the gateway shut down");
+        } else {
+            self.end("client disconnected");
+        }
         // Gone before the end arrived: it is still read, in the background.
         if let Some(rest) = self.rest.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()

@@ -13,6 +13,22 @@ fn built(file: &str) -> String {
         .to_string()
 }
 
+/// The open-file limits (soft, hard) of a running process.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let mut values = line["Max open files".len()..].split_whitespace();
+    (
+        values.next().unwrap().to_owned(),
+        values.next().unwrap().to_owned(),
+    )
+}
+
+/// Started as a service manager would start it (here with a low soft limit
+/// on open files, as systemd's default of 1 024 is): defaults only.
 #[tokio::test]
 async fn starts_with_defaults_in_an_empty_directory_and_prints_an_admin_token() {
     let cwd = tempfile::tempdir().unwrap();
@@ -20,7 +36,10 @@ async fn starts_with_defaults_in_an_empty_directory_and_prints_an_admin_token() 
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_transit"))
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -S -n 256 && exec "$0""#)
+        .arg(env!("CARGO_BIN_EXE_transit"))
         .current_dir(cwd.path())
         .env("TRANSIT_LISTEN", addr.to_string())
         .env("TRANSIT_LOG__LEVEL", "warn")
@@ -71,6 +90,10 @@ async fn starts_with_defaults_in_an_empty_directory_and_prints_an_admin_token() 
     ] {
         assert!(cwd.path().join(made).exists(), "{made} was not created");
     }
+    // Each open stream takes two sockets: the soft limit is raised as far
+    // as the hard limit allows.
+    let (soft, hard) = open_file_limits(child.id().unwrap());
+    assert_eq!(soft, hard);
     child.kill().await.unwrap();
 }
 
@@ -272,12 +295,14 @@ async fn stream_across_sigterm(
 }
 
 /// Calls and holds in a stopped gateway's SQLite database.
-async fn logs_and_holds(data: &std::path::Path) -> (i64, i64) {
+/// The notes of the usage logs in a stopped gateway's database, and how
+/// many holds it left open.
+async fn logs_and_holds(data: &std::path::Path) -> (Vec<String>, i64) {
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("transit.db").display()))
         .await
         .unwrap();
-    let logs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM logs")
-        .fetch_one(&db)
+    let logs: Vec<String> = sqlx::query_scalar("SELECT content FROM logs")
+        .fetch_all(&db)
         .await
         .unwrap();
     let holds: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM holds")
@@ -309,11 +334,14 @@ async fn sigterm_lets_streams_finish_within_the_grace_period_then_cuts_them() {
             .expect("the gateway did not exit")
             .unwrap();
         assert!(status.success(), "{status}");
-        // The call was settled and written before the process ended.
+        // The call was settled and written before the process ended, and
+        // a cut one is logged as cut (not as left by its client).
+        let (logs, holds) = logs_and_holds(data.path()).await;
+        assert_eq!((logs.len(), holds), (1, 0), "grace {grace_secs} s");
         assert_eq!(
-            logs_and_holds(data.path()).await,
-            (1, 0),
-            "grace {grace_secs} s"
+            logs[0].contains("the gateway shut down"),
+            !finishes,
+            "grace {grace_secs} s: {logs:?}"
         );
     }
 }
