@@ -71,13 +71,13 @@ pub fn from_response(response: &UpstreamResponse) -> AdapterError {
 pub fn retry_after_ms(response: &UpstreamResponse) -> Option<u64> {
     if let Some(ms) = response
         .header("retry-after-ms")
-        .and_then(|v| v.trim().parse::<f64>().ok())
+        .and_then(crate::json::decimal)
     {
         return Some(ms.max(0.0) as u64);
     }
     response
         .header("retry-after")
-        .and_then(|v| v.trim().parse::<f64>().ok())
+        .and_then(crate::json::decimal)
         .map(|secs| (secs.max(0.0) * 1000.0) as u64)
 }
 
@@ -176,6 +176,13 @@ mod tests {
                 message: "slow down".into()
             })
         );
+        let mut limited = response(429, b"{}");
+        limited
+            .headers
+            .push(("retry-after-ms".into(), " 1500.5".into()));
+        assert_eq!(retry_after_ms(&limited), Some(1500));
+        limited.headers = vec![("Retry-After".into(), "0.25".into())];
+        assert_eq!(retry_after_ms(&limited), Some(250));
     }
 
     #[test]

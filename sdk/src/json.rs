@@ -52,6 +52,17 @@ pub fn present<'a>(
         .map(|value| (key, value))
 }
 
+/// A number written as text (`"1.5"`, `"30"`, a header's value), in JSON's
+/// number syntax; `None` for anything else.
+///
+/// Read with the JSON reader every adapter carries anyway. `str::parse::<f64>`
+/// would link the standard library's own float reader, whose tables add
+/// about 8 KB to the adapter's memory image, and so to every instance
+/// the gateway keeps (one per open stream).
+pub fn decimal(text: &str) -> Option<f64> {
+    serde_json::from_str::<f64>(text.trim()).ok()
+}
+
 /// A whole number of seconds, given as a number or a string of one
 /// (`5`, `5.0`, `"5"`); anything else is the client's error, naming `field`.
 pub fn seconds_of(value: &Value, field: &str) -> Result<u64, AdapterError> {
@@ -60,13 +71,43 @@ pub fn seconds_of(value: &Value, field: &str) -> Result<u64, AdapterError> {
         Value::Number(n) => n.as_u64().or_else(|| n.as_f64().and_then(whole)),
         Value::String(s) => {
             let s = s.trim();
-            s.parse::<u64>()
-                .ok()
-                .or_else(|| s.parse::<f64>().ok().and_then(whole))
+            s.parse::<u64>().ok().or_else(|| decimal(s).and_then(whole))
         }
         _ => None,
     };
     seconds.ok_or_else(|| {
         errors::invalid_request(format!("`{field}` must be a whole number of seconds"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decimals_in_text() {
+        assert_eq!(decimal("1.5"), Some(1.5));
+        assert_eq!(decimal(" 30 "), Some(30.0));
+        assert_eq!(decimal("-2e3"), Some(-2000.0));
+        for bad in ["", "1.5s", "abc", "1,5", "NaN", "inf"] {
+            assert_eq!(decimal(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn whole_seconds() {
+        for good in [json!(5), json!(5.0), json!("5"), json!(" 5.0 ")] {
+            assert_eq!(seconds_of(&good, "seconds"), Ok(5), "{good}");
+        }
+        for bad in [
+            json!(5.5),
+            json!("5.5"),
+            json!(-1),
+            json!("five"),
+            json!(null),
+        ] {
+            assert!(seconds_of(&bad, "seconds").is_err(), "{bad}");
+        }
+    }
 }

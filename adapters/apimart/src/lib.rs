@@ -518,7 +518,7 @@ fn status_of(status: &str) -> Result<TaskStatus, AdapterError> {
 fn progress_of(progress: Option<&Value>) -> Option<u8> {
     let value = match progress? {
         Value::Number(n) => n.as_f64()?,
-        Value::String(s) => s.trim().trim_end_matches('%').parse::<f64>().ok()?,
+        Value::String(s) => json::decimal(s.trim().trim_end_matches('%'))?,
         _ => return None,
     };
     Some(value.clamp(0.0, 100.0) as u8)
@@ -592,7 +592,7 @@ fn duration_of(task: &Value) -> Option<u64> {
     .flatten()
     .find_map(|d| match d {
         Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
+        Value::String(s) => json::decimal(s),
         _ => None,
     })
     .filter(|d| d.is_finite() && *d > 0.0)

@@ -14,7 +14,7 @@
 
 use serde_json::Value;
 use transit_adapter_sdk::prelude::*;
-use transit_adapter_sdk::{RateLimit, UpstreamError};
+use transit_adapter_sdk::{RateLimit, UpstreamError, json};
 
 /// Credential reasons Gemini gives in an `ErrorInfo` detail.
 const AUTH_REASONS: &[&str] = &[
@@ -77,11 +77,11 @@ fn detail<'a>(details: &'a [Value], kind: &str) -> Option<&'a Value> {
 fn retry_delay_ms(details: &[Value]) -> Option<u64> {
     let delay = detail(details, "google.rpc.RetryInfo")?.get("retryDelay")?;
     let seconds = match delay {
-        Value::String(s) => s.trim().strip_suffix('s')?.trim().parse::<f64>().ok()?,
+        Value::String(s) => json::decimal(s.trim().strip_suffix('s')?)?,
         Value::Object(o) => {
             let whole = o
                 .get("seconds")
-                .and_then(|s| s.as_f64().or_else(|| s.as_str()?.parse().ok()))
+                .and_then(|s| s.as_f64().or_else(|| json::decimal(s.as_str()?)))
                 .unwrap_or(0.0);
             let nanos = o.get("nanos").and_then(Value::as_f64).unwrap_or(0.0);
             whole + nanos / 1e9

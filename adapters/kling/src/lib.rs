@@ -667,7 +667,7 @@ fn finished(data: &Value) -> TaskState {
         let seconds: f64 = videos
             .iter()
             .filter_map(|v| match v.get("duration") {
-                Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+                Some(Value::String(s)) => json::decimal(s),
                 Some(Value::Number(n)) => n.as_f64(),
                 _ => None,
             })
