@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! transit                                   serve (configuration: transit.toml, TRANSIT_*)
-//! transit adapter test FILE.wasm [--fixtures DIR] [--model NAME]
+//! transit adapter test FILE.wasm [--fixtures DIR] [--model NAME] [--channel-type TYPE]
 //!                                           run the adapter conformance kit
 //! transit adapter new DIR [--sdk PATH]      start a new adapter crate
 //! ```
@@ -14,7 +14,7 @@ use transit::Config;
 
 const USAGE: &str = "usage:
   transit                                   start the gateway
-  transit adapter test FILE.wasm [--fixtures DIR] [--model NAME]
+  transit adapter test FILE.wasm [--fixtures DIR] [--model NAME] [--channel-type TYPE]
                                             check an adapter component
   transit adapter new DIR [--sdk PATH]      start a new adapter crate in DIR";
 
@@ -82,16 +82,13 @@ async fn adapter_command(args: &[String]) -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    let mut options = transit::adapters::kit::KitOptions {
-        file: PathBuf::from(file),
-        fixtures: None,
-        model: "conformance-model".to_owned(),
-    };
+    let mut options = transit::adapters::kit::KitOptions::new(PathBuf::from(file));
     let mut rest = args[2..].iter();
     while let Some(flag) = rest.next() {
         match (flag.as_str(), rest.next()) {
             ("--fixtures", Some(dir)) => options.fixtures = Some(PathBuf::from(dir)),
             ("--model", Some(model)) => options.model = model.clone(),
+            ("--channel-type", Some(kind)) => options.channel_type = kind.clone(),
             _ => {
                 eprintln!("transit: unexpected argument {flag:?}\n{USAGE}");
                 return ExitCode::from(2);

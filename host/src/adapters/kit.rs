@@ -9,12 +9,15 @@
 //!
 //! Without `--fixtures`, the upstream side is played with OpenAI's wire
 //! format; an adapter for another protocol passes a directory holding its
-//! provider's `response.json` (a 2xx body), `stream.sse` (a streamed
-//! transcript) and optionally `error.json` (a 4xx/5xx body).
+//! provider's `response.json` (a 2xx body), a streamed transcript framed
+//! the way the adapter declares its streams (`stream.sse`, `stream.ndjson`,
+//! or `stream.eventstream` for AWS eventstream) and optionally `error.json`
+//! (a 4xx/5xx body). `--channel-type` sets the channel type the calls carry,
+//! for adapters that serve several.
 
 use std::path::{Path, PathBuf};
 
-use super::{AdapterError, Call, ChannelInfo, Event, Runtime, Source, UpstreamResponse};
+use super::{AdapterError, Call, ChannelInfo, Event, Framing, Runtime, Source, UpstreamResponse};
 use crate::config::AdapterConfig;
 
 /// The channel key the kit hands adapters. It has the `ACCESS|SECRET` form
@@ -25,6 +28,37 @@ pub struct KitOptions {
     pub file: PathBuf,
     pub fixtures: Option<PathBuf>,
     pub model: String,
+    /// The channel type the calls carry (`ChannelInfo::kind`).
+    pub channel_type: String,
+}
+
+impl KitOptions {
+    /// The options' defaults for `file`.
+    pub fn new(file: PathBuf) -> Self {
+        Self {
+            file,
+            fixtures: None,
+            model: "conformance-model".to_owned(),
+            channel_type: "conformance".to_owned(),
+        }
+    }
+
+    /// A chat call as the gateway would make it through this channel.
+    fn call(&self, stream: bool) -> Call {
+        Call {
+            endpoint: "chat.completions".to_owned(),
+            model: self.model.clone(),
+            stream,
+            include_usage: stream,
+            headers: Vec::new(),
+            channel: ChannelInfo {
+                kind: self.channel_type.clone(),
+                base_url: "https://upstream.example".to_owned(),
+                api_key: KEY.to_owned(),
+                options: Vec::new(),
+            },
+        }
+    }
 }
 
 struct Report {
@@ -48,22 +82,6 @@ impl Report {
                 println!("  ✗ {name}: {why}");
             }
         }
-    }
-}
-
-fn call(model: &str, stream: bool) -> Call {
-    Call {
-        endpoint: "chat.completions".to_owned(),
-        model: model.to_owned(),
-        stream,
-        include_usage: stream,
-        headers: Vec::new(),
-        channel: ChannelInfo {
-            kind: "conformance".to_owned(),
-            base_url: "https://upstream.example".to_owned(),
-            api_key: KEY.to_owned(),
-            options: Vec::new(),
-        },
     }
 }
 
@@ -97,13 +115,13 @@ async fn task_checks(
     runtime: &Runtime,
     name: &str,
     endpoint: &str,
-    model: &str,
+    options: &KitOptions,
     report: &mut Report,
 ) {
     // Adapters are called with the plain endpoint; `.async` only tells the
     // gateway how to answer clients.
     let endpoint = endpoint.trim_end_matches(".async");
-    let mut task_call = call(model, false);
+    let mut task_call = options.call(false);
     task_call.endpoint = endpoint.to_owned();
     let result = async {
         let mut lease = fresh(runtime, name).await?;
@@ -155,11 +173,26 @@ async fn task_checks(
     report.check("tasks: hostile upstream answers", result);
 }
 
-fn events(transcript: &str) -> Vec<Event> {
-    let mut framer = crate::relay::framing::SseFramer::default();
-    let mut out = framer.push(transcript.as_bytes()).unwrap_or_default();
-    out.extend(framer.finish());
-    out
+/// The transcript fixture for streams framed as `framing`, and the one the
+/// kit plays when there is none (OpenAI's, for SSE).
+fn transcript_file(framing: Framing) -> (&'static str, Option<&'static str>) {
+    match framing {
+        Framing::Sse | Framing::Raw => ("stream.sse", Some(STREAM)),
+        Framing::Ndjson => ("stream.ndjson", None),
+        Framing::AwsEventstream => ("stream.eventstream", None),
+    }
+}
+
+/// A transcript's events, framed as the gateway frames them.
+fn events(transcript: &[u8], framing: Framing) -> Result<Vec<Event>, String> {
+    let mut framer = crate::relay::framer_for(framing)
+        .unwrap_or(crate::relay::framing::Framer::Sse(Default::default()));
+    let framed = |e: crate::relay::framing::FramingError| {
+        format!("the transcript cannot be framed: {}", e.message())
+    };
+    let mut out = framer.push(transcript).map_err(framed)?;
+    out.extend(framer.finish().map_err(framed)?);
+    Ok(out)
 }
 
 fn fixture(dir: Option<&Path>, name: &str) -> Option<Vec<u8>> {
@@ -225,7 +258,7 @@ pub async fn run(options: KitOptions) -> anyhow::Result<bool> {
         .iter()
         .find(|e| TASK_ENDPOINTS.contains(&e.as_str()))
     {
-        task_checks(&runtime, &info.name, endpoint, &options.model, &mut report).await;
+        task_checks(&runtime, &info.name, endpoint, &options, &mut report).await;
     }
     if !info.endpoints.iter().any(|e| e == "chat.completions") {
         println!("  (no chat.completions: the chat checks are skipped)");
@@ -233,9 +266,10 @@ pub async fn run(options: KitOptions) -> anyhow::Result<bool> {
         return Ok(report.failed == 0);
     }
     let fixtures = options.fixtures.as_deref();
-    let model = options.model.as_str();
     let name = info.name.clone();
 
+    // How the adapter frames its streams (read off its streamed request).
+    let mut framing = Framing::Sse;
     for stream in [false, true] {
         let label = if stream {
             "prepare-request (stream)"
@@ -246,10 +280,13 @@ pub async fn run(options: KitOptions) -> anyhow::Result<bool> {
             let mut lease = fresh(&runtime, &name).await?;
             let req = lease
                 .instance
-                .prepare_request(&call(model, stream), REQUEST)
+                .prepare_request(&options.call(stream), REQUEST)
                 .await
                 .map_err(|f| format!("the component {f}"))?
                 .map_err(|e| format!("refused a valid chat request: {e:?}"))?;
+            if stream {
+                framing = req.framing;
+            }
             let url = url::Url::parse(&req.url).map_err(|e| format!("url {:?}: {e}", req.url))?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(format!("url {:?} is not http(s)", req.url));
@@ -271,7 +308,7 @@ pub async fn run(options: KitOptions) -> anyhow::Result<bool> {
         let mut lease = fresh(&runtime, &name).await?;
         let t = lease
             .instance
-            .parse_response(&call(model, false), &response(200, &body))
+            .parse_response(&options.call(false), &response(200, &body))
             .await
             .map_err(|f| format!("the component {f}"))?
             .map_err(|e| format!("could not translate the response: {e:?}"))?;
@@ -288,12 +325,17 @@ pub async fn run(options: KitOptions) -> anyhow::Result<bool> {
     .await;
     report.check("parse-response: a chat completion with usage", result);
 
-    let transcript = fixture(fixtures, "stream.sse")
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_else(|| STREAM.to_owned());
+    let (transcript_name, played) = transcript_file(framing);
+    let transcript = fixture(fixtures, transcript_name).or(played.map(|t| t.as_bytes().to_vec()));
     let result = async {
+        let transcript = transcript.ok_or_else(|| {
+            format!(
+                "the adapter frames its streams as {framing:?}: give --fixtures a directory \
+                 holding the provider's {transcript_name}"
+            )
+        })?;
         let mut lease = fresh(&runtime, &name).await?;
-        let c = call(model, true);
+        let c = options.call(true);
         let stream = lease
             .instance
             .open_stream(&c)
@@ -302,7 +344,7 @@ pub async fn run(options: KitOptions) -> anyhow::Result<bool> {
         let mut chunks = Vec::new();
         let mut usage = None;
         // One event per batch: the hardest split for a translator's state.
-        for event in events(&transcript) {
+        for event in events(&transcript, framing)? {
             let batch = lease
                 .instance
                 .push(&stream, std::slice::from_ref(&event))
@@ -357,7 +399,7 @@ pub async fn run(options: KitOptions) -> anyhow::Result<bool> {
             let mut lease = fresh(&runtime, &name).await?;
             let e = lease
                 .instance
-                .map_error(&call(model, false), &response(status, &error_body))
+                .map_error(&options.call(false), &response(status, &error_body))
                 .await
                 .map_err(|f| format!("the component {f}"))?;
             let ok = match (status, &e) {
@@ -396,13 +438,13 @@ pub async fn run(options: KitOptions) -> anyhow::Result<bool> {
             let mut lease = fresh(&runtime, &name).await?;
             let _verdict = lease
                 .instance
-                .prepare_request(&call(model, false), &body)
+                .prepare_request(&options.call(false), &body)
                 .await
                 .map_err(|f| format!("the component {f}"))?;
             let mut lease = fresh(&runtime, &name).await?;
             let _verdict = lease
                 .instance
-                .parse_response(&call(model, false), &response(200, &body))
+                .parse_response(&options.call(false), &response(200, &body))
                 .await
                 .map_err(|f| format!("parse-response {f}"))?;
             Ok(String::new())
@@ -415,7 +457,7 @@ pub async fn run(options: KitOptions) -> anyhow::Result<bool> {
     }
     let result = async {
         let mut lease = fresh(&runtime, &name).await?;
-        let c = call(model, true);
+        let c = options.call(true);
         let stream = lease
             .instance
             .open_stream(&c)

@@ -13,6 +13,97 @@ fn built(file: &str) -> String {
         .to_string()
 }
 
+/// One AWS eventstream message (as Bedrock streams them): string headers,
+/// a JSON payload, and both checksums.
+fn eventstream_message(event_type: &str, payload: &str) -> Vec<u8> {
+    let mut headers = Vec::new();
+    for (name, value) in [
+        (":event-type", event_type),
+        (":content-type", "application/json"),
+        (":message-type", "event"),
+    ] {
+        headers.push(name.len() as u8);
+        headers.extend_from_slice(name.as_bytes());
+        headers.push(7);
+        headers.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        headers.extend_from_slice(value.as_bytes());
+    }
+    let total = 12 + headers.len() + payload.len() + 4;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&(total as u32).to_be_bytes());
+    out.extend_from_slice(&(headers.len() as u32).to_be_bytes());
+    out.extend_from_slice(&crc32fast::hash(&out).to_be_bytes());
+    out.extend_from_slice(&headers);
+    out.extend_from_slice(payload.as_bytes());
+    out.extend_from_slice(&crc32fast::hash(&out).to_be_bytes());
+    out
+}
+
+/// The kit plays a provider's own recordings, framed the way the adapter
+/// declares its streams (here Bedrock's binary eventstream), and calls an
+/// adapter that serves several channel types as the type given.
+#[tokio::test]
+async fn the_conformance_kit_replays_eventstreams_and_takes_a_channel_type() {
+    let fixtures = tempfile::tempdir().unwrap();
+    let (ok, report) = kit(&[&built("bedrock.wasm")]).await;
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains("give --fixtures a directory holding the provider's stream.eventstream"),
+        "{report}"
+    );
+
+    std::fs::write(
+        fixtures.path().join("response.json"),
+        r#"{"output":{"message":{"role":"assistant","content":[{"text":"Hi!"}]}},"stopReason":"end_turn","usage":{"inputTokens":9,"outputTokens":2,"totalTokens":11},"metrics":{"latencyMs":120}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        fixtures.path().join("error.json"),
+        r#"{"message":"The security token included in the request is invalid."}"#,
+    )
+    .unwrap();
+    let stream: Vec<u8> = [
+        ("messageStart", r#"{"role":"assistant"}"#),
+        ("contentBlockDelta", r#"{"contentBlockIndex":0,"delta":{"text":"Hi"}}"#),
+        ("contentBlockDelta", r#"{"contentBlockIndex":0,"delta":{"text":"!"}}"#),
+        ("contentBlockStop", r#"{"contentBlockIndex":0}"#),
+        ("messageStop", r#"{"stopReason":"end_turn"}"#),
+        (
+            "metadata",
+            r#"{"usage":{"inputTokens":9,"outputTokens":2,"totalTokens":11},"metrics":{"latencyMs":120}}"#,
+        ),
+    ]
+    .iter()
+    .flat_map(|(event, payload)| eventstream_message(event, payload))
+    .collect();
+    std::fs::write(fixtures.path().join("stream.eventstream"), &stream).unwrap();
+    let dir = fixtures.path().to_str().unwrap();
+    let (ok, report) = kit(&[&built("bedrock.wasm"), "--fixtures", dir]).await;
+    assert!(ok, "{report}");
+    assert!(report.contains("chunks, usage reported"), "{report}");
+
+    // A corrupted recording is reported as such.
+    let mut corrupted = stream.clone();
+    corrupted[20] ^= 0xff;
+    std::fs::write(fixtures.path().join("stream.eventstream"), &corrupted).unwrap();
+    let (ok, report) = kit(&[&built("bedrock.wasm"), "--fixtures", dir]).await;
+    assert!(!ok);
+    assert!(
+        report.contains("the transcript cannot be framed"),
+        "{report}"
+    );
+
+    // openai-compat serves several providers, chosen by the channel type.
+    let (ok, report) = kit(&[&built("openai-compat.wasm")]).await;
+    assert!(!ok);
+    assert!(
+        report.contains("does not know the provider `conformance`"),
+        "{report}"
+    );
+    let (ok, report) = kit(&[&built("openai-compat.wasm"), "--channel-type", "zhipu"]).await;
+    assert!(ok, "{report}");
+}
+
 /// The open-file limits (soft, hard) of a running process.
 fn open_file_limits(pid: u32) -> (String, String) {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
