@@ -78,6 +78,10 @@ impl Artifacts {
                     touch(&path);
                     return Ok(component);
                 }
+                // The artifact is sound; the engine's instance pool is too
+                // small for the component, and compiling it again would not
+                // change that.
+                Err(e) if exceeds_pool(&e) => return Err(e),
                 Err(e) => tracing::warn!(
                     artifact = %path.display(),
                     error = format!("{e:#}"),
@@ -96,6 +100,7 @@ impl Artifacts {
             .and_then(|()| map(engine, &path));
         match mapped {
             Ok(component) => Ok(component),
+            Err(e) if exceeds_pool(&e) => Err(e),
             Err(e) => {
                 tracing::warn!(
                     artifact = %path.display(),
@@ -181,6 +186,12 @@ fn map(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
     // so the mapped file does not change while it is in use.
     #[allow(unsafe_code)]
     unsafe { Component::deserialize_file(engine, path) }.map_err(anyhow::Error::from)
+}
+
+/// Whether the engine refused a component because its instance pool
+/// reserves less per instance than the component needs (memories, tables).
+pub(super) fn exceeds_pool(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains("in the pooling allocator")
 }
 
 /// Mark the artifact at `path` as used now, for the sweep.

@@ -624,7 +624,7 @@ fn pool(limits: &AdapterConfig, memory: u64) -> PoolingAllocationConfig {
 /// pool holds per instance (the engine checks this as it loads a component)
 /// names the settings that raise it.
 fn with_pool_hint(e: anyhow::Error) -> anyhow::Error {
-    if format!("{e:#}").contains("in the pooling allocator") {
+    if artifacts::exceeds_pool(&e) {
         e.context(
             "the component needs more than an adapter instance holds: see adapters.memories_per_instance and adapters.tables_per_instance",
         )
@@ -1061,6 +1061,29 @@ mod tests {
             message.contains("2 tables") && message.contains("adapters.tables_per_instance"),
             "{message}"
         );
+
+        // With the artifacts cached (by a gateway with the default pool),
+        // the refusal comes from the cached artifact: it is not compiled
+        // and written again.
+        drop(
+            Runtime::new(&AdapterConfig::default(), Some(dir.path()))
+                .await
+                .unwrap(),
+        );
+        let inodes = || {
+            use std::os::unix::fs::MetadataExt;
+            let mut inodes: Vec<u64> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|f| f.unwrap().metadata().unwrap().ino())
+                .collect();
+            inodes.sort_unstable();
+            inodes
+        };
+        let cached = inodes();
+        assert!(!cached.is_empty());
+        let e = Runtime::new(&small, Some(dir.path())).await.unwrap_err();
+        assert!(format!("{e:#}").contains("adapters.tables_per_instance"));
+        assert_eq!(inodes(), cached, "a cached artifact was written again");
     }
 
     #[tokio::test]
