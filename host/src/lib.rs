@@ -297,7 +297,7 @@ fn raise_open_file_limit() {
         Err(e) => tracing::warn!(
             error = %e,
             limit = limit.current,
-            "cannot raise the open-file limit: each open stream takes two"
+            "cannot raise the open-file limit (each open stream takes two open files)"
         ),
     }
 }

@@ -1273,10 +1273,11 @@ impl Drop for Hold {
         if self.settled {
             return;
         }
-        let ended = if self.cut_by_shutdown() {
-            "the gateway shut down"
+        // 499: the client closed the request; 503: the gateway did.
+        let (ended, status) = if self.cut_by_shutdown() {
+            ("the gateway shut down", 503)
         } else {
-            "client disconnected"
+            ("client disconnected", 499)
         };
         let outcome = match self.upstream_reached {
             Some(channel_id) => Outcome::Served {
@@ -1294,7 +1295,7 @@ impl Drop for Hold {
             },
             None => Outcome::Failed {
                 channel_id: 0,
-                status: 499,
+                status,
                 message: format!("{ended} before the upstream was reached"),
             },
         };
@@ -1318,6 +1319,100 @@ mod tests {
     /// Past `max_unwritten` entries waiting in memory, new calls are
     /// refused (503) until the backlog is written; then they are admitted
     /// again (here to be refused for the empty balance they meet).
+    #[tokio::test]
+    async fn a_call_the_shutdown_cuts_is_logged_as_cut_not_as_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+        let db = Db::connect(&url).await.unwrap();
+        let user = db
+            .create_user(&crate::store::NewUser {
+                username: "u".into(),
+                display_name: "u".into(),
+                password_hash: None,
+                role: "user".into(),
+                group_name: "default".into(),
+                quota: 1_000_000,
+            })
+            .await
+            .unwrap();
+        let token = db
+            .create_token(&crate::store::NewToken {
+                user_id: user.id,
+                name: "t".into(),
+                key_digest: "digest".into(),
+                key_hint: "hint".into(),
+                remain_quota: 0,
+                unlimited_quota: true,
+                models: String::new(),
+                allowed_ips: String::new(),
+                group_name: String::new(),
+                expires_at: None,
+                max_concurrency: 0,
+                rpm: 0,
+                tpm: 0,
+            })
+            .await
+            .unwrap();
+        let cut = tokio_util::sync::CancellationToken::new();
+        let billing = Billing::load(db.clone(), BillingConfig::default(), cut.clone())
+            .await
+            .unwrap();
+        let caller = Caller {
+            token_id: token.id,
+            user_id: user.id,
+            group: "default".into(),
+            models: None,
+            unlimited: true,
+            limits: Default::default(),
+        };
+        let price = PriceSnapshot {
+            model: ModelPrice::tokens(1, 1, 1, 1),
+            group_ratio: Ratio::ONE,
+            quota_per_usd: 500_000,
+        };
+        let request = || HoldRequest {
+            caller: &caller,
+            model: "m",
+            prompt_tokens: 10,
+            max_output_tokens: Some(10),
+            request_id: "r",
+            client_ip: "127.0.0.1",
+            stream: false,
+            started: Instant::now(),
+            units: &[],
+        };
+        // One call dropped by its client, one cut by the shutdown, both
+        // before the upstream was reached.
+        drop(billing.hold(request(), price.clone()).await.unwrap());
+        let held = billing.hold(request(), price).await.unwrap();
+        assert!(!held.cut_by_shutdown());
+        cut.cancel();
+        assert!(held.cut_by_shutdown());
+        drop(held);
+        billing.flush().await;
+        let mut logs: Vec<(i64, String)> = db
+            .recent_logs(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.status_code, l.content))
+            .collect();
+        logs.sort();
+        assert_eq!(
+            logs,
+            [
+                (
+                    499,
+                    "client disconnected before the upstream was reached".to_owned()
+                ),
+                (
+                    503,
+                    "the gateway shut down before the upstream was reached".to_owned()
+                ),
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn a_full_ledger_backlog_refuses_new_calls_until_it_is_written() {
         let dir = tempfile::tempdir().unwrap();
