@@ -75,6 +75,8 @@ struct MemoryCap {
     refused: bool,
     /// The largest any memory of the instance has grown to.
     peak: usize,
+    /// Its size when the instance was created.
+    initial: usize,
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -87,6 +89,9 @@ impl ResourceLimiter for MemoryCap {
         if desired > self.max_bytes {
             self.refused = true;
             return Ok(false);
+        }
+        if self.initial == 0 {
+            self.initial = desired;
         }
         self.peak = self.peak.max(desired);
         Ok(true)
@@ -178,9 +183,13 @@ pub struct Instance {
     closed: Vec<ResourceAny>,
 }
 
-/// Linear memory past which an instance is not kept for another call: its
-/// pages would stay resident while it waits.
-const REUSE_MEMORY_BYTES: usize = 8 * 1024 * 1024;
+/// How far an instance's linear memory may have grown beyond its initial
+/// size for it to be held while a call waits (on the upstream's answer, or
+/// through a stream that may last minutes) or kept warm for the next call:
+/// every page the guest touched stays resident while it is held. Preparing
+/// a long prompt grows it by a few times the prompt's size (about 390 KB
+/// for a 100 KB prompt with the OpenAI adapter).
+pub const HELD_MEMORY_GROWTH: usize = 256 * 1024;
 
 /// A stream translator living in an [`Instance`].
 pub struct StreamTranslator(ResourceAny);
@@ -221,6 +230,7 @@ impl Instance {
                 max_bytes: (limits.memory_limit_mib.max(1) * 1024 * 1024) as usize,
                 refused: false,
                 peak: 0,
+                initial: 0,
             },
             adapter: String::new(),
         };
@@ -254,9 +264,14 @@ impl Instance {
     /// stream translators are dropped: every guest call returned, it has
     /// requests left and its memory stayed small.
     pub fn reusable(&self) -> bool {
-        !self.spoiled
-            && self.served < self.max_served
-            && self.store.data().limiter.peak <= REUSE_MEMORY_BYTES
+        !self.spoiled && self.served < self.max_served && self.small_enough_to_hold()
+    }
+
+    /// Whether the instance's memory has grown by at most
+    /// [`HELD_MEMORY_GROWTH`]; a larger one is not held through a wait.
+    pub fn small_enough_to_hold(&self) -> bool {
+        let limiter = &self.store.data().limiter;
+        limiter.peak.saturating_sub(limiter.initial) <= HELD_MEMORY_GROWTH
     }
 
     /// The stream `translator` is over; it is dropped in the guest before the

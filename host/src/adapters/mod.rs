@@ -680,6 +680,49 @@ mod tests {
 
     /// The built-in OpenAI adapter, as the compiled component, through the
     /// host bindings: prepare, parse, stream and error mapping.
+    /// Preparing a long prompt grows an instance's memory past what is
+    /// held through a wait or kept warm; a short one does not.
+    #[tokio::test]
+    async fn an_instance_a_long_prompt_grew_is_neither_held_nor_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(&AdapterConfig::default(), Some(dir.path()))
+            .await
+            .unwrap();
+        let adapter = runtime.get("openai").expect("built in");
+        let prompt = |chars: usize| {
+            serde_json::to_vec(&serde_json::json!({
+                "model": "x",
+                "messages": [{"role": "user", "content": "word ".repeat(chars / 5)}],
+            }))
+            .unwrap()
+        };
+
+        let mut lease = runtime.instantiate(&adapter).await.unwrap();
+        assert!(lease.instance.small_enough_to_hold());
+        for _ in 0..3 {
+            lease
+                .instance
+                .prepare_request(&call(true), &prompt(2_000))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert!(lease.instance.small_enough_to_hold());
+        lease.recycle();
+        assert_eq!(adapter.idle(), 1);
+
+        let mut lease = runtime.instantiate(&adapter).await.unwrap();
+        lease
+            .instance
+            .prepare_request(&call(true), &prompt(100_000))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!lease.instance.small_enough_to_hold());
+        lease.recycle();
+        assert_eq!(adapter.idle(), 0, "a grown instance is not kept warm");
+    }
+
     #[tokio::test]
     async fn builtin_openai_component_round_trip() {
         let dir = tempfile::tempdir().unwrap();

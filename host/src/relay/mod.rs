@@ -676,14 +676,7 @@ async fn attempt(
     // no instance.
     let channel_info: ChannelInfo =
         crate::channels::vertex::channel_info(app, channel, key_index).await?;
-    let mut lease = app
-        .runtime
-        .instantiate_for(&adapter, record.user_id)
-        .await
-        .map_err(|e| {
-            GatewayError::unavailable(format!("No adapter instance is free: {e}")).retryable(true)
-        })?;
-    lease.instance.set_log_name(&adapter.info.name);
+    let mut lease = lease_for(app, &adapter, record.user_id).await?;
     // A client in a native shape is served natively when the channel's
     // adapter speaks that shape, and through the canonical form otherwise.
     let native = probe
@@ -718,6 +711,14 @@ async fn attempt(
         .await
         .map_err(|f| guest_failure(&lease, f))?
         .map_err(|e| from_adapter_error(e, channel))?;
+    if !lease.instance.small_enough_to_hold() {
+        // Preparing the request (a long prompt) grew the instance's memory:
+        // it is not held through the upstream's answer, which may take
+        // minutes. Its pages go back to the pool now, and a fresh instance
+        // translates the answer.
+        drop(lease);
+        lease = lease_for(app, &adapter, record.user_id).await?;
+    }
 
     let req = upstream_request(&adapter.info.name, &mut upstream)?;
     let limit = if probe.stream {
@@ -977,6 +978,23 @@ pub(crate) fn from_adapter_error(e: AdapterError, channel: &Channel) -> GatewayE
         }
         AdapterError::Internal(m) => GatewayError::new(ErrorKind::Adapter, m).retryable(true),
     }
+}
+
+/// An instance of `adapter` for a call of `user`.
+async fn lease_for(
+    app: &AppState,
+    adapter: &Arc<adapters::LoadedAdapter>,
+    user: i64,
+) -> Result<Lease, GatewayError> {
+    let mut lease = app
+        .runtime
+        .instantiate_for(adapter, user)
+        .await
+        .map_err(|e| {
+            GatewayError::unavailable(format!("No adapter instance is free: {e}")).retryable(true)
+        })?;
+    lease.instance.set_log_name(&adapter.info.name);
+    Ok(lease)
 }
 
 pub(crate) fn guest_failure(lease: &Lease, failure: adapters::GuestFailure) -> GatewayError {

@@ -70,6 +70,40 @@ async fn stream_with_usage_relays_chunks_and_bills_upstream_usage() {
     assert_eq!(logs[0]["completion_tokens"], MOCK_COMPLETION_TOKENS);
 }
 
+/// A long prompt grows the instance that prepares it past what is held
+/// through a wait (`adapters::guest::HELD_MEMORY_GROWTH`): the answer is
+/// translated by a fresh instance, streamed or not, and nothing is lost.
+#[tokio::test]
+async fn a_long_prompt_is_answered_through_a_fresh_instance() {
+    let (app, mock, _, key) = app_with_channel().await;
+    let prompt = "a long document, ".repeat(8_000);
+    for stream in [true, false] {
+        let mut body = chat_body("gpt-4o-mini", stream);
+        body["messages"] = json!([{"role": "user", "content": prompt}]);
+        if stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        let r = app.chat(&key, body).await;
+        assert_eq!(r.status(), 200, "stream {stream}");
+        if stream {
+            let data = sse_data(r).await;
+            assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+            assert_eq!(chunk_text(&data), MOCK_REPLY);
+        } else {
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["choices"][0]["message"]["content"], MOCK_REPLY);
+        }
+        assert_eq!(mock.last_body()["messages"][0]["content"], prompt.as_str());
+    }
+    let logs = app.logs().await;
+    assert_eq!(logs.len(), 2);
+    assert!(
+        logs.iter()
+            .all(|l| l["completion_tokens"] == MOCK_COMPLETION_TOKENS),
+        "{logs:?}"
+    );
+}
+
 /// A finished stream leaves its upstream connection open for the next call,
 /// streamed or not: one connection serves them all in turn.
 #[tokio::test]
