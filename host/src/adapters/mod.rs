@@ -678,8 +678,6 @@ mod tests {
         }
     }
 
-    /// The built-in OpenAI adapter, as the compiled component, through the
-    /// host bindings: prepare, parse, stream and error mapping.
     /// Preparing a long prompt grows an instance's memory past what is
     /// held through a wait or kept warm; a short one does not.
     #[tokio::test]
@@ -723,6 +721,8 @@ mod tests {
         assert_eq!(adapter.idle(), 0, "a grown instance is not kept warm");
     }
 
+    /// The built-in OpenAI adapter, as the compiled component, through the
+    /// host bindings: prepare, parse, stream and error mapping.
     #[tokio::test]
     async fn builtin_openai_component_round_trip() {
         let dir = tempfile::tempdir().unwrap();
