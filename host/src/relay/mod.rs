@@ -728,6 +728,11 @@ async fn attempt(
             app.config.upstream.request_timeout_secs,
         ))
     };
+    // From here on, a call its client abandons costs at least its prompt:
+    // the upstream bills it once it has the request.
+    if let Some(hold) = hold.as_mut() {
+        hold.reaching(channel.id);
+    }
     let response = app
         .upstream
         .send(req, limit)

@@ -127,6 +127,55 @@ async fn plain_and_streamed_calls_are_charged_at_their_price() {
     assert_eq!(price["quota_per_usd"], 500_000);
 }
 
+/// A client that hangs up while the upstream works on a plain call pays
+/// for the prompt (the upstream bills it), not for the answer it never got.
+#[tokio::test]
+async fn a_call_abandoned_while_the_upstream_works_is_charged_its_prompt() {
+    let (app, mock) = metered_app().await;
+    let (user, key) = app.user_with_key(100_000).await;
+    mock.set(Behavior::Slow);
+    let url = app.url("/v1/chat/completions");
+    let call = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(key)
+            .json(&metered_body(false))
+            .send()
+            .await
+    });
+    // Hang up once the upstream has the request (it answers after 600 ms).
+    for _ in 0..100 {
+        if mock.requests() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(mock.requests(), 1);
+    assert!(!call.is_finished(), "the slow answer came early");
+    call.abort();
+    let mut logs = Vec::new();
+    for _ in 0..50 {
+        logs = app.logs().await;
+        if !logs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let log = &logs[0];
+    assert_eq!(
+        log["content"],
+        "client disconnected before the answer: prompt billed"
+    );
+    let prompt = transit::billing::tokens::count_chat("metered", &metered_body(false)) as i64;
+    assert_eq!(log["prompt_tokens"], prompt);
+    assert_eq!(log["completion_tokens"], 0);
+    let (quota, charged, _) = app.ledger(user).await;
+    assert!(charged > 0, "the prompt was not billed");
+    assert_eq!(100_000 - quota, charged);
+    assert_eq!(app.open_holds().await, 0);
+}
+
 #[tokio::test]
 async fn cut_and_abandoned_streams_are_charged_for_what_was_delivered() {
     let (app, mock) = metered_app().await;
