@@ -100,11 +100,4 @@ impl Db {
             .await?;
         Ok(r.rows_affected() > 0)
     }
-
-    pub async fn user_count(&self) -> sqlx::Result<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
-            .fetch_one(self.pool())
-            .await?;
-        Ok(n)
-    }
 }
