@@ -678,15 +678,22 @@ mod tests {
         }
     }
 
-    /// Preparing a long prompt grows an instance's memory past what is
-    /// held through a wait or kept warm; a short one does not.
-    #[tokio::test]
-    async fn an_instance_a_long_prompt_grew_is_neither_held_nor_kept() {
+    /// A runtime with the default limits (its cache in a temporary
+    /// directory) and its built-in OpenAI adapter.
+    async fn builtin_openai() -> (tempfile::TempDir, Runtime, Arc<LoadedAdapter>) {
         let dir = tempfile::tempdir().unwrap();
         let runtime = Runtime::new(&AdapterConfig::default(), Some(dir.path()))
             .await
             .unwrap();
         let adapter = runtime.get("openai").expect("built in");
+        (dir, runtime, adapter)
+    }
+
+    /// Preparing a long prompt grows an instance's memory past what is
+    /// held through a wait or kept warm; a short one does not.
+    #[tokio::test]
+    async fn an_instance_a_long_prompt_grew_is_neither_held_nor_kept() {
+        let (_dir, runtime, adapter) = builtin_openai().await;
         let prompt = |chars: usize| {
             serde_json::to_vec(&serde_json::json!({
                 "model": "x",
@@ -725,11 +732,7 @@ mod tests {
     /// host bindings: prepare, parse, stream and error mapping.
     #[tokio::test]
     async fn builtin_openai_component_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let runtime = Runtime::new(&AdapterConfig::default(), Some(dir.path()))
-            .await
-            .unwrap();
-        let adapter = runtime.get("openai").expect("built in");
+        let (_dir, runtime, adapter) = builtin_openai().await;
         assert_eq!(adapter.wit_version, "0.2.0");
         assert_eq!(adapter.source, Source::Builtin);
         let mut lease = runtime.instantiate(&adapter).await.unwrap();

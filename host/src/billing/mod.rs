@@ -1319,6 +1319,40 @@ mod tests {
     /// Past `max_unwritten` entries waiting in memory, new calls are
     /// refused (503) until the backlog is written; then they are admitted
     /// again (here to be refused for the empty balance they meet).
+    fn caller(token_id: i64, user_id: i64, unlimited: bool) -> Caller {
+        Caller {
+            token_id,
+            user_id,
+            group: "default".into(),
+            models: None,
+            unlimited,
+            limits: Default::default(),
+        }
+    }
+
+    fn price() -> PriceSnapshot {
+        PriceSnapshot {
+            model: ModelPrice::tokens(1, 1, 1, 1),
+            group_ratio: Ratio::ONE,
+            quota_per_usd: 500_000,
+        }
+    }
+
+    /// A 10-token prompt asking for at most 10 tokens, for `caller`.
+    fn hold_request(caller: &Caller) -> HoldRequest<'_> {
+        HoldRequest {
+            caller,
+            model: "m",
+            prompt_tokens: 10,
+            max_output_tokens: Some(10),
+            request_id: "r",
+            client_ip: "127.0.0.1",
+            stream: false,
+            started: Instant::now(),
+            units: &[],
+        }
+    }
+
     #[tokio::test]
     async fn a_call_the_shutdown_cuts_is_logged_as_cut_not_as_abandoned() {
         let dir = tempfile::tempdir().unwrap();
@@ -1357,30 +1391,9 @@ mod tests {
         let billing = Billing::load(db.clone(), BillingConfig::default(), cut.clone())
             .await
             .unwrap();
-        let caller = Caller {
-            token_id: token.id,
-            user_id: user.id,
-            group: "default".into(),
-            models: None,
-            unlimited: true,
-            limits: Default::default(),
-        };
-        let price = PriceSnapshot {
-            model: ModelPrice::tokens(1, 1, 1, 1),
-            group_ratio: Ratio::ONE,
-            quota_per_usd: 500_000,
-        };
-        let request = || HoldRequest {
-            caller: &caller,
-            model: "m",
-            prompt_tokens: 10,
-            max_output_tokens: Some(10),
-            request_id: "r",
-            client_ip: "127.0.0.1",
-            stream: false,
-            started: Instant::now(),
-            units: &[],
-        };
+        let caller = caller(token.id, user.id, true);
+        let price = price();
+        let request = || hold_request(&caller);
         // One call dropped by its client, one cut by the shutdown, both
         // before the upstream was reached.
         drop(billing.hold(request(), price.clone()).await.unwrap());
@@ -1423,30 +1436,9 @@ mod tests {
             ..BillingConfig::default()
         };
         let billing = Billing::load(db, config, Default::default()).await.unwrap();
-        let caller = Caller {
-            token_id: 1,
-            user_id: 1,
-            group: "default".into(),
-            models: None,
-            unlimited: false,
-            limits: Default::default(),
-        };
-        let price = PriceSnapshot {
-            model: ModelPrice::tokens(1, 1, 1, 1),
-            group_ratio: Ratio::ONE,
-            quota_per_usd: 500_000,
-        };
-        let request = || HoldRequest {
-            caller: &caller,
-            model: "m",
-            prompt_tokens: 10,
-            max_output_tokens: Some(10),
-            request_id: "r",
-            client_ip: "127.0.0.1",
-            stream: false,
-            started: Instant::now(),
-            units: &[],
-        };
+        let caller = caller(1, 1, false);
+        let price = price();
+        let request = || hold_request(&caller);
         let release = |line: &str| LedgerEntry::LineRelease {
             line: line.into(),
             user_id: 1,
