@@ -98,8 +98,8 @@ pub struct AdapterConfig {
     pub call_timeout_ms: u64,
     /// Linear memory one adapter instance may grow to.
     pub memory_limit_mib: u64,
-    /// Adapter instances alive at once (each in-flight request or open
-    /// stream holds one).
+    /// Adapter instances alive at once (each in-flight request holds one;
+    /// open streams one per `streams_per_instance` streams of a user).
     pub max_instances: u32,
     /// Linear memories one adapter instance may define. A component built
     /// with the SDK defines one; the pool reserves this many per instance
@@ -121,10 +121,15 @@ pub struct AdapterConfig {
     /// request of the same user to the same adapter version, which skips
     /// instantiating (and the page faults of a fresh memory); it never
     /// serves another user. An instance that trapped, was interrupted or
-    /// grew its memory past 8 MiB is never reused. 1 gives every request a
+    /// grew its memory by more than 256 KiB is never reused. 1 gives every request a
     /// fresh instance: an adapter then cannot carry anything from one call
     /// to the next, even by mistake.
     pub reuse_calls: u32,
+    /// Open streams of one user to one adapter version that may keep
+    /// their translators in one instance, taking turns calling it, instead
+    /// of an instance each. A trap in one translator also ends the others
+    /// sharing its instance. 1: an instance per stream.
+    pub streams_per_instance: u32,
     /// Cache of compiled adapters, keyed by content hash. Default:
     /// `<data_dir>/adapter-cache`.
     pub cache_dir: Option<PathBuf>,
@@ -202,6 +207,7 @@ impl Default for AdapterConfig {
             tables_per_instance: 2,
             keep_resident_kib: 64,
             reuse_calls: 1000,
+            streams_per_instance: 16,
             cache_dir: None,
             dir: None,
         }

@@ -147,6 +147,9 @@ pub enum GuestFailure {
     OutOfMemory,
     /// Any other trap: a panic, an out-of-bounds access, ...
     Trap(String),
+    /// The instance failed in a call of another stream sharing it (see
+    /// [`super::StreamSeat`]), taking this stream's translator with it.
+    Spoiled,
 }
 
 impl std::fmt::Display for GuestFailure {
@@ -155,6 +158,7 @@ impl std::fmt::Display for GuestFailure {
             Self::Timeout => f.write_str("exceeded its time limit"),
             Self::OutOfMemory => f.write_str("exceeded its memory limit"),
             Self::Trap(t) => write!(f, "trapped: {t}"),
+            Self::Spoiled => f.write_str("failed on another stream sharing its instance"),
         }
     }
 }
@@ -264,7 +268,17 @@ impl Instance {
     /// stream translators are dropped: every guest call returned, it has
     /// requests left and its memory stayed small.
     pub fn reusable(&self) -> bool {
-        !self.spoiled && self.served < self.max_served && self.small_enough_to_hold()
+        !self.spoiled && self.may_serve_more() && self.small_enough_to_hold()
+    }
+
+    /// A guest call trapped or was abandoned half-way.
+    pub fn spoiled(&self) -> bool {
+        self.spoiled
+    }
+
+    /// Whether the instance has requests or streams left to serve.
+    pub fn may_serve_more(&self) -> bool {
+        self.served < self.max_served
     }
 
     /// Whether the instance's memory has grown by at most

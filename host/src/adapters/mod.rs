@@ -1,16 +1,20 @@
 //! The adapter runtime: one wasmtime [`Engine`] for the process, adapters
 //! compiled once into pre-linked instances held in a registry, and an
-//! instance in a [`wasmtime::Store`] of its own for each request or stream.
+//! instance in a [`wasmtime::Store`] of its own for each request.
 //! An instance whose request went well waits, warm, for the next request of
 //! the same user to the same adapter version (up to `adapters.reuse_calls`
 //! requests), which skips instantiating and faulting in a fresh memory. An
 //! instance never serves two users: whatever an adapter keeps between calls
 //! stays with the user it came from.
 //!
+//! Open streams of one user share instances ([`shared`]): their
+//! translators live minutes, while a call takes microseconds.
+//!
 //! Containment: every call into a guest runs under an epoch deadline (a
 //! ticker thread advances the epoch; a call over budget traps) and a memory
 //! cap (a guest whose allocation fails aborts, which is a trap). A trap fails
-//! only the request that hit it; the store is dropped with it.
+//! only the request that hit it, and the streams sharing its instance; the
+//! store is dropped with it.
 
 mod artifacts;
 mod builtin;
@@ -19,6 +23,7 @@ mod guest;
 mod health;
 pub mod kit;
 pub mod scaffold;
+mod shared;
 mod sources;
 mod v0_1_0;
 mod v0_2_0;
@@ -40,6 +45,7 @@ use wasmtime::{
 use crate::config::AdapterConfig;
 
 pub use guest::{GuestFailure, Instance, StreamTranslator};
+pub use shared::StreamSeat;
 pub use v0_2_0::{
     AdapterError, AdapterInfo, Call, Channel as ChannelInfo, ChunkBatch, Event, Framing, Submitted,
     TaskState, TaskStatus, Translated, UpstreamRequest, UpstreamResponse, Usage,
@@ -66,6 +72,8 @@ pub struct LoadedAdapter {
     idle: Mutex<Idle>,
     /// Calls waiting for a place in the runtime's instance pool.
     waiting: Arc<AtomicUsize>,
+    /// Instances hosting the translators of open streams.
+    hosts: shared::Hosts,
     /// The crash-loop guard.
     pub health: Health,
 }
@@ -102,6 +110,11 @@ impl LoadedAdapter {
     /// Instances waiting for a request.
     pub fn idle(&self) -> usize {
         self.idle_list().instances.len()
+    }
+
+    /// Instances hosting open streams.
+    pub fn hosting(&self) -> usize {
+        self.hosts.count()
     }
 
     fn idle_list(&self) -> std::sync::MutexGuard<'_, Idle> {
@@ -317,6 +330,7 @@ impl Runtime {
             in_flight: AtomicUsize::new(0),
             idle: Mutex::default(),
             waiting: self.waiting.clone(),
+            hosts: shared::Hosts::default(),
             health: Health::default(),
         })
     }
@@ -419,6 +433,19 @@ impl Runtime {
         Ok(Lease::new(instance, adapter, permit, owner))
     }
 
+    /// A translator for `call`'s stream, in an instance it may share with
+    /// other open streams of the same user (see [`StreamSeat`]). `lease`
+    /// is the instance that prepared the call; it hosts the stream, or goes
+    /// back warm if the stream joins another.
+    pub async fn open_stream(&self, lease: Lease, call: &Call) -> Result<StreamSeat, GuestFailure> {
+        StreamSeat::open(
+            lease,
+            call,
+            self.limits.streams_per_instance.max(1) as usize,
+        )
+        .await
+    }
+
     /// A place in the instance pool: a free one, else one that a warm
     /// instance of any adapter gives up, else the first freed within
     /// `INSTANCE_WAIT`.
@@ -493,7 +520,9 @@ pub struct Lease {
     pub adapter: Arc<LoadedAdapter>,
     permit: tokio::sync::OwnedSemaphorePermit,
     owner: i64,
-    _in_flight: InFlight,
+    /// Counts the lease in its adapter's `in_flight`; an instance hosting
+    /// streams counts them by their seats instead.
+    in_flight: Option<InFlight>,
 }
 
 impl Lease {
@@ -509,7 +538,7 @@ impl Lease {
             adapter: adapter.clone(),
             permit,
             owner,
-            _in_flight: InFlight::new(adapter),
+            in_flight: Some(InFlight::new(adapter)),
         }
     }
 
@@ -522,9 +551,9 @@ impl Lease {
             adapter,
             permit,
             owner,
-            _in_flight,
+            in_flight,
         } = self;
-        drop(_in_flight);
+        drop(in_flight);
         adapter.keep(instance, permit, owner);
     }
 }
@@ -966,6 +995,122 @@ mod tests {
             lease.recycle();
         }
         assert_eq!(adapter.idle(), 3);
+    }
+
+    /// A chunk of an OpenAI stream saying `text`.
+    fn text_event(text: &str) -> Event {
+        let data = serde_json::json!({
+            "id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}],
+        });
+        Event {
+            name: None,
+            data: data.to_string().into_bytes(),
+        }
+    }
+
+    /// Push `text` through `seat` and check that its own chunk comes back.
+    async fn says(seat: &mut StreamSeat, text: &str) {
+        let batch = seat.push(&[text_event(text)]).await.unwrap().unwrap();
+        let chunks = String::from_utf8(batch.chunks.concat()).unwrap();
+        assert!(
+            chunks.contains(&format!("\"content\":\"{text}\"")),
+            "{chunks}"
+        );
+    }
+
+    /// Streams of one user keep their translators in one instance, up to
+    /// `streams_per_instance`; the lease of a stream that joined another
+    /// instance waits warm, and a stream of another user never joins. Four
+    /// streams run in two pool places.
+    #[tokio::test]
+    async fn open_streams_of_one_user_share_an_instance() {
+        let (_dir, runtime, adapter) = misbehave(AdapterConfig {
+            max_instances: RESERVED_INSTANCES + 2,
+            streams_per_instance: 3,
+            ..AdapterConfig::default()
+        })
+        .await;
+        let call = model_call("count");
+        let mut seats = Vec::new();
+        for _ in 0..3 {
+            let lease = runtime.instantiate_for(&adapter, 7).await.unwrap();
+            seats.push(runtime.open_stream(lease, &call).await.unwrap());
+        }
+        assert_eq!(
+            (adapter.hosting(), adapter.idle(), adapter.in_flight()),
+            (1, 1, 3),
+            "one instance hosts three streams; the leases that joined it wait warm"
+        );
+        // The instance is full: the next stream of the user gets its own.
+        let lease = runtime.instantiate_for(&adapter, 7).await.unwrap();
+        let mut fourth = runtime.open_stream(lease, &call).await.unwrap();
+        assert_eq!((adapter.hosting(), adapter.idle()), (2, 0));
+
+        // Translations interleave, each stream its own.
+        for round in 0..2 {
+            for (i, seat) in seats.iter_mut().enumerate() {
+                says(seat, &format!("stream {i} round {round}")).await;
+            }
+            says(&mut fourth, &format!("fourth round {round}")).await;
+        }
+        seats[0].finish().await.unwrap().unwrap();
+
+        // Another user's stream never joins: no place is left for it
+        // while the first user's instances are all busy.
+        let other = tokio::time::timeout(
+            Duration::from_millis(200),
+            runtime.instantiate_for(&adapter, 8),
+        )
+        .await;
+        assert!(other.is_err(), "both places are taken by user 7's streams");
+
+        // The streams end: the hosting instances wait warm, their
+        // translators dropped before their next call.
+        seats.clear();
+        drop(fourth);
+        assert_eq!(
+            (adapter.hosting(), adapter.in_flight(), adapter.idle()),
+            (0, 0, 2)
+        );
+        let mut lease = runtime.instantiate_for(&adapter, 7).await.unwrap();
+        let (_, live) = remembered(&mut lease).await;
+        assert_eq!(live, 0, "the ended streams' translators were dropped");
+        let lease = runtime.instantiate_for(&adapter, 8).await;
+        assert!(lease.is_ok(), "the other warm instance gave its place up");
+    }
+
+    /// A trap in one stream's translator ends the streams sharing its
+    /// instance, without counting again; the user's next stream gets a
+    /// fresh instance.
+    #[tokio::test]
+    async fn a_trap_ends_the_streams_sharing_its_instance_and_no_more() {
+        let (_dir, runtime, adapter) = misbehave(AdapterConfig::default()).await;
+        let lease = runtime.instantiate_for(&adapter, 7).await.unwrap();
+        let mut fine = runtime
+            .open_stream(lease, &model_call("count"))
+            .await
+            .unwrap();
+        let lease = runtime.instantiate_for(&adapter, 7).await.unwrap();
+        let mut trapping = runtime
+            .open_stream(lease, &model_call("stream-trap"))
+            .await
+            .unwrap();
+        assert_eq!(adapter.hosting(), 1);
+        let trapped = trapping.push(&[text_event("boom")]).await;
+        assert!(matches!(trapped, Err(GuestFailure::Trap(_))), "{trapped:?}");
+        let lost = fine.push(&[text_event("after")]).await;
+        assert_eq!(lost.err(), Some(GuestFailure::Spoiled));
+
+        let lease = runtime.instantiate_for(&adapter, 7).await.unwrap();
+        let mut next = runtime
+            .open_stream(lease, &model_call("count"))
+            .await
+            .unwrap();
+        assert_eq!(adapter.hosting(), 2, "the spoiled instance takes no stream");
+        says(&mut next, "fresh").await;
+        drop((fine, trapping, next));
+        assert_eq!(adapter.hosting(), 0);
     }
 
     /// `reuse_calls` bounds the requests one instance serves; 1 gives every

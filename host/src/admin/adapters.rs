@@ -27,6 +27,7 @@ fn adapter_json(a: &LoadedAdapter) -> Value {
         "loaded_at": a.loaded_at,
         "in_flight": a.in_flight(),
         "idle": a.idle(),
+        "hosting": a.hosting(),
         "healthy": a.health.is_healthy(),
         "unhealthy_until": a.health.unhealthy_until(),
     })

@@ -709,7 +709,7 @@ async fn attempt(
         .instance
         .prepare_request(&call, body)
         .await
-        .map_err(|f| guest_failure(&lease, f))?
+        .map_err(|f| guest_failure(&lease.adapter, f))?
         .map_err(|e| from_adapter_error(e, channel))?;
     if !lease.instance.small_enough_to_hold() {
         // Preparing the request (a long prompt) grew the instance's memory:
@@ -746,7 +746,7 @@ async fn attempt(
             .instance
             .map_error(&call, &upstream_response)
             .await
-            .map_err(|f| guest_failure(&lease, f))?;
+            .map_err(|f| guest_failure(&lease.adapter, f))?;
         return Err(from_adapter_error(mapped, channel));
     }
 
@@ -785,7 +785,16 @@ async fn attempt(
             },
         };
         return stream::start(
-            lease, call, response, framing, output, channel, record, hold, slots,
+            &app.runtime,
+            lease,
+            call,
+            response,
+            framing,
+            output,
+            channel,
+            record,
+            hold,
+            slots,
         )
         .await;
     }
@@ -796,7 +805,7 @@ async fn attempt(
         .instance
         .parse_response(&call, &upstream_response)
         .await
-        .map_err(|f| guest_failure(&lease, f))?
+        .map_err(|f| guest_failure(&lease.adapter, f))?
         .map_err(|e| from_adapter_error(e, channel))?;
     lease.recycle();
     let usage = translated.usage.clone().unwrap_or_else(|| Usage {
@@ -1002,17 +1011,21 @@ async fn lease_for(
     Ok(lease)
 }
 
-pub(crate) fn guest_failure(lease: &Lease, failure: adapters::GuestFailure) -> GatewayError {
-    tracing::error!(adapter = %lease.adapter.info.name, version = %lease.adapter.info.version, %failure, "adapter failed");
-    if lease.adapter.health.record_failure() {
+pub(crate) fn guest_failure(
+    adapter: &adapters::LoadedAdapter,
+    failure: adapters::GuestFailure,
+) -> GatewayError {
+    tracing::error!(adapter = %adapter.info.name, version = %adapter.info.version, %failure, "adapter failed");
+    // A failure shared with another stream was counted when it happened.
+    if failure != adapters::GuestFailure::Spoiled && adapter.health.record_failure() {
         tracing::error!(
-            adapter = %lease.adapter.info.name,
+            adapter = %adapter.info.name,
             "adapter keeps failing: its channels are out of rotation for a while"
         );
     }
     GatewayError::new(
         ErrorKind::Adapter,
-        format!("The adapter `{}` {failure}.", lease.adapter.info.name),
+        format!("The adapter `{}` {failure}.", adapter.info.name),
     )
     .with_code("adapter_failure")
 }

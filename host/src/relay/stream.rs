@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::{CallRecord, framer_for, from_adapter_error, guest_failure, upstream_unreachable};
-use crate::adapters::{self, Call, ChunkBatch, Framing, Lease, StreamTranslator, Usage};
+use crate::adapters::{self, Call, ChunkBatch, Framing, Lease, StreamSeat, Usage};
 use crate::billing::{self, Hold, Outcome};
 use crate::channels::Channel;
 use crate::error::{ErrorKind, GatewayError};
@@ -32,8 +32,7 @@ type Upstream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, upstream::Error>> + Send>>;
 
 struct Pump {
-    lease: Lease,
-    translator: StreamTranslator,
+    seat: StreamSeat,
     framer: super::framing::Framer,
     upstream: Upstream,
     usage: Option<Usage>,
@@ -127,11 +126,10 @@ impl Pump {
         channel: &Channel,
     ) -> Result<ChunkBatch, GatewayError> {
         let batch = self
-            .lease
-            .instance
-            .push(&self.translator, events)
+            .seat
+            .push(events)
             .await
-            .map_err(|f| guest_failure(&self.lease, f))?
+            .map_err(|f| guest_failure(self.seat.adapter(), f))?
             .map_err(|e| from_adapter_error(e, channel))?;
         self.absorb(&batch);
         Ok(batch)
@@ -143,29 +141,27 @@ impl Pump {
         }
         self.finished = true;
         let batch = self
-            .lease
-            .instance
-            .finish(&self.translator)
+            .seat
+            .finish()
             .await
-            .map_err(|f| guest_failure(&self.lease, f))?
+            .map_err(|f| guest_failure(self.seat.adapter(), f))?
             .map_err(|e| from_adapter_error(e, channel))?;
         self.absorb(&batch);
         Ok(batch.chunks)
     }
 
-    /// Give the adapter instance back, its translator to be dropped before
-    /// the instance's next request. The upstream is handed back if the
-    /// adapter found its stream finished but its end has not arrived yet.
+    /// Give the stream's seat in its adapter instance back, its translator
+    /// to be dropped before the instance's next call. The upstream is
+    /// handed back if the adapter found its stream finished but its end has
+    /// not arrived yet.
     fn release(self) -> Option<Upstream> {
         let Self {
-            mut lease,
-            translator,
+            seat,
             mut upstream,
             upstream_done,
             ..
         } = self;
-        lease.instance.close_stream(translator);
-        lease.recycle();
+        drop(seat);
         (upstream_done && !drain(&mut upstream)).then_some(upstream)
     }
 
@@ -285,6 +281,7 @@ fn named(name: Option<&str>, data: &[u8]) -> Bytes {
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn start(
+    runtime: &adapters::Runtime,
     mut lease: Lease,
     call: Call,
     response: upstream::Response,
@@ -309,7 +306,7 @@ pub(super) async fn start(
                 .instance
                 .map_error(&call, &body)
                 .await
-                .map_err(|f| guest_failure(&lease, f))?;
+                .map_err(|f| guest_failure(&lease.adapter, f))?;
             return Err(match mapped {
                 // Not an error the adapter knows: an answer without the
                 // stream asked for (an upstream ignoring `stream`).
@@ -336,14 +333,13 @@ pub(super) async fn start(
         )
         .retryable(true)
     })?;
-    let translator = lease
-        .instance
-        .open_stream(&call)
+    let adapter = lease.adapter.clone();
+    let seat = runtime
+        .open_stream(lease, &call)
         .await
-        .map_err(|f| guest_failure(&lease, f))?;
+        .map_err(|f| guest_failure(&adapter, f))?;
     let mut pump = Pump {
-        lease,
-        translator,
+        seat,
         framer,
         upstream,
         usage: None,

@@ -463,7 +463,7 @@ async fn submit_upstream(
         .instance
         .prepare_submit(&call, body)
         .await
-        .map_err(|f| relay::guest_failure(&lease, f))?
+        .map_err(|f| relay::guest_failure(&lease.adapter, f))?
         .map_err(|e| relay::from_adapter_error(e, channel))?;
     let response = super::send(app, &adapter.info.name, channel, req).await?;
     if !(200..300).contains(&response.status) {
@@ -471,14 +471,14 @@ async fn submit_upstream(
             .instance
             .map_error(&call, &response)
             .await
-            .map_err(|f| relay::guest_failure(&lease, f))?;
+            .map_err(|f| relay::guest_failure(&lease.adapter, f))?;
         return Err(relay::from_adapter_error(e, channel));
     }
     let submitted = lease
         .instance
         .parse_submit(&call, &response)
         .await
-        .map_err(|f| relay::guest_failure(&lease, f))?
+        .map_err(|f| relay::guest_failure(&lease.adapter, f))?
         .map_err(|e| relay::from_adapter_error(e, channel))?;
     if submitted.upstream_id.is_empty() {
         return Err(relay::adapter_bug(
@@ -745,7 +745,7 @@ async fn content(app: &AppState, task: &TaskRow, variant: &str) -> Result<Respon
         .instance
         .prepare_content(&call, &task.upstream_id, variant)
         .await
-        .map_err(|f| relay::guest_failure(&lease, f))?
+        .map_err(|f| relay::guest_failure(&lease.adapter, f))?
     {
         Ok(req) => req,
         Err(AdapterError::Unsupported(_)) => return redirect(task, variant),
@@ -765,7 +765,7 @@ async fn content(app: &AppState, task: &TaskRow, variant: &str) -> Result<Respon
             .instance
             .map_error(&call, &response)
             .await
-            .map_err(|f| relay::guest_failure(&lease, f))?;
+            .map_err(|f| relay::guest_failure(&lease.adapter, f))?;
         return Err(relay::from_adapter_error(e, &channel));
     }
     lease.recycle();

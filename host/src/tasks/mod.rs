@@ -420,7 +420,7 @@ async fn poll_upstream(app: &AppState, task: &TaskRow) -> Result<TaskState, Gate
         .instance
         .prepare_poll(&call, &task.upstream_id)
         .await
-        .map_err(|f| relay::guest_failure(&lease, f))?
+        .map_err(|f| relay::guest_failure(&lease.adapter, f))?
         .map_err(|e| relay::from_adapter_error(e, &channel))?;
     let response = send(app, &adapter.info.name, &channel, req).await?;
     if !(200..300).contains(&response.status) {
@@ -428,14 +428,14 @@ async fn poll_upstream(app: &AppState, task: &TaskRow) -> Result<TaskState, Gate
             .instance
             .map_error(&call, &response)
             .await
-            .map_err(|f| relay::guest_failure(&lease, f))?;
+            .map_err(|f| relay::guest_failure(&lease.adapter, f))?;
         return Err(relay::from_adapter_error(e, &channel));
     }
     lease
         .instance
         .parse_poll(&call, &response)
         .await
-        .map_err(|f| relay::guest_failure(&lease, f))?
+        .map_err(|f| relay::guest_failure(&lease.adapter, f))?
         .map_err(|e| relay::from_adapter_error(e, &channel))
 }
 

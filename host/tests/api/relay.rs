@@ -104,6 +104,49 @@ async fn a_long_prompt_is_answered_through_a_fresh_instance() {
     );
 }
 
+/// Open streams of one user keep their translators in one adapter
+/// instance; another user's stream gets an instance of its own. Every
+/// stream gets its own answer and is billed its own usage.
+#[tokio::test]
+async fn open_streams_of_one_user_share_an_adapter_instance() {
+    let (app, mock, _, key) = app_with_channel().await;
+    let (_, other_key) = app.user_with_key(1_000_000).await;
+    mock.set(Behavior::SlowStream);
+    let mut body = chat_body("gpt-4o-mini", true);
+    body["stream_options"] = json!({"include_usage": true});
+    let mut streams = Vec::new();
+    for key in [&key, &key, &key, &other_key] {
+        let r = app.chat(key, body.clone()).await;
+        assert_eq!(r.status(), 200);
+        streams.push(r);
+    }
+    let adapters = app.admin_json("/admin/adapters").await;
+    let openai = adapters["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "openai")
+        .unwrap()
+        .clone();
+    assert_eq!(openai["in_flight"], 4, "{openai}");
+    assert_eq!(openai["hosting"], 2, "{openai}");
+    for r in streams {
+        let data = sse_data(r).await;
+        assert_eq!(chunk_text(&data), MOCK_REPLY);
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    }
+    let logs = app.logs().await;
+    assert_eq!(logs.len(), 4);
+    assert!(
+        logs.iter()
+            .all(|l| l["completion_tokens"] == MOCK_COMPLETION_TOKENS
+                && l["prompt_tokens"] == MOCK_PROMPT_TOKENS),
+        "{logs:?}"
+    );
+    let adapter = app.app.state.runtime.get("openai").unwrap();
+    assert_eq!((adapter.hosting(), adapter.in_flight()), (0, 0));
+}
+
 /// A finished stream leaves its upstream connection open for the next call,
 /// streamed or not: one connection serves them all in turn.
 #[tokio::test]
