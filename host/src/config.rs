@@ -98,8 +98,9 @@ pub struct AdapterConfig {
     pub call_timeout_ms: u64,
     /// Linear memory one adapter instance may grow to.
     pub memory_limit_mib: u64,
-    /// Adapter instances alive at once (each in-flight request holds one;
-    /// open streams one per `streams_per_instance` streams of a user).
+    /// Adapter instances alive at once (a call holds one while its adapter
+    /// prepares or translates, not while the upstream works; open streams
+    /// one per `streams_per_instance` streams of a user).
     pub max_instances: u32,
     /// Linear memories one adapter instance may define. A component built
     /// with the SDK defines one; the pool reserves this many per instance

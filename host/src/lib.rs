@@ -17,6 +17,7 @@ pub mod http;
 pub mod inbound;
 pub mod limits;
 pub mod relay;
+pub mod server;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
@@ -224,42 +225,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "\n  Transit generated an admin token (shown only this once):\n\n    {token}\n\n  Send it as the X-Admin-Token header, or set TRANSIT_ADMIN_TOKEN.\n"
         );
     }
-    // Without TCP_NODELAY a stream's second small write waits for the
-    // client's delayed ACK (~40 ms): every chunk after the first would lag.
-    let listener = axum::serve::ListenerExt::tap_io(
-        tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding {listen}"))?,
-        |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
-            }
-        },
-    );
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     tracing::info!(address = %listen, "transit listening");
-    let service = app
-        .router
-        .clone()
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     // On the signal: no new connections, and what is in flight gets the
     // grace period to finish; then it is cut, so that usage is written
     // before a supervisor's kill timeout, whatever a stream still had to go.
     let cut = app.state.shutdown.clone();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!(
-                grace_secs = grace.as_secs(),
-                "shutting down: requests in flight may finish within the grace period"
-            );
-            tokio::spawn(async move {
-                tokio::time::sleep(grace).await;
-                tracing::warn!("shutdown grace period over: cutting what is still in flight");
-                cut.cancel();
-            });
-        })
-        .await
-        .context("serving HTTP")?;
+    server::serve(listener, app.router.clone(), async move {
+        shutdown_signal().await;
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: requests in flight may finish within the grace period"
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            tracing::warn!("shutdown grace period over: cutting what is still in flight");
+            cut.cancel();
+        });
+    })
+    .await;
     tracing::info!("shutting down: waiting for usage records to be written");
     app.state.billing.close_lines().await;
     app.state.billing.flush().await;

@@ -433,17 +433,33 @@ impl Runtime {
         Ok(Lease::new(instance, adapter, permit, owner))
     }
 
-    /// A translator for `call`'s stream, in an instance it may share with
-    /// other open streams of the same user (see [`StreamSeat`]). `lease`
-    /// is the instance that prepared the call; it hosts the stream, or goes
-    /// back warm if the stream joins another.
+    /// A translator for `call`'s stream of user `owner`, in an instance
+    /// hosting other streams of the user that has room (see
+    /// [`StreamSeat`]); `None` if none has.
+    pub async fn join_stream(
+        &self,
+        adapter: &Arc<LoadedAdapter>,
+        owner: i64,
+        call: &Call,
+    ) -> Option<Result<StreamSeat, GuestFailure>> {
+        StreamSeat::join(adapter, owner, call, self.streams_per_instance()).await
+    }
+
+    /// A translator for `call`'s stream: in an instance hosting other
+    /// streams of the user if one has room, else in `lease`'s instance,
+    /// which later streams of the user may join. A lease whose stream
+    /// joined another instance goes back to wait warm.
     pub async fn open_stream(&self, lease: Lease, call: &Call) -> Result<StreamSeat, GuestFailure> {
-        StreamSeat::open(
-            lease,
-            call,
-            self.limits.streams_per_instance.max(1) as usize,
-        )
-        .await
+        let adapter = lease.adapter.clone();
+        if let Some(joined) = self.join_stream(&adapter, lease.owner, call).await {
+            lease.recycle();
+            return joined;
+        }
+        StreamSeat::host(lease, call, self.streams_per_instance()).await
+    }
+
+    fn streams_per_instance(&self) -> usize {
+        self.limits.streams_per_instance.max(1) as usize
     }
 
     /// A place in the instance pool: a free one, else one that a warm

@@ -15,6 +15,7 @@
 //! They end with an `adapter_failure` error that does not count again
 //! against the adapter's health.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -102,43 +103,67 @@ impl Drop for SharedInstance {
         for translator in ended {
             lease.instance.close_stream(translator);
         }
+        lease.adapter.hosts.forget_ended(self.owner);
         lease.recycle();
     }
 }
 
-/// The shared instances of one adapter version, for streams to join.
+/// The shared instances of one adapter version, by the user they serve,
+/// for streams to join. An instance leaves when its last stream ends.
 #[derive(Default)]
-pub(super) struct Hosts(Mutex<Vec<Weak<SharedInstance>>>);
+pub(super) struct Hosts(Mutex<HashMap<i64, Vec<Weak<SharedInstance>>>>);
 
 impl Hosts {
-    fn list(&self) -> std::sync::MutexGuard<'_, Vec<Weak<SharedInstance>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Vec<Weak<SharedInstance>>>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A seat in an instance serving `owner` with room for one more stream.
+    /// The newest instance is looked at first: the older ones filled up
+    /// before it was started.
     fn join(&self, owner: i64, per_instance: usize) -> Option<Arc<SharedInstance>> {
-        let mut hosts = self.list();
-        hosts.retain(|h| h.strong_count() > 0);
-        hosts.iter().filter_map(Weak::upgrade).find(|h| {
-            let open = h.owner == owner
-                && !h.closed.load(Ordering::SeqCst)
-                && h.seats.load(Ordering::SeqCst) < per_instance;
-            if open {
+        // Dropped once the list is unlocked: dropping an instance's last
+        // reference ends it, which takes it off the list.
+        let mut passed = Vec::new();
+        let hosts = self.lock();
+        let found = hosts.get(&owner)?.iter().rev().find_map(|h| {
+            let h = h.upgrade()?;
+            if !h.closed.load(Ordering::SeqCst) && h.seats.load(Ordering::SeqCst) < per_instance {
                 h.seats.fetch_add(1, Ordering::SeqCst);
+                return Some(h);
             }
-            open
-        })
+            passed.push(h);
+            None
+        });
+        drop(hosts);
+        drop(passed);
+        found
     }
 
     fn add(&self, host: &Arc<SharedInstance>) {
-        self.list().push(Arc::downgrade(host));
+        self.lock()
+            .entry(host.owner)
+            .or_default()
+            .push(Arc::downgrade(host));
     }
 
-    /// Shared instances alive.
+    /// Take `owner`'s ended instances off the list.
+    fn forget_ended(&self, owner: i64) {
+        let mut hosts = self.lock();
+        if let Some(mine) = hosts.get_mut(&owner) {
+            mine.retain(|h| h.strong_count() > 0);
+            if mine.is_empty() {
+                hosts.remove(&owner);
+            }
+        }
+    }
+
+    /// Shared instances on the list: those alive, since an instance leaves
+    /// it as it ends.
     pub(super) fn count(&self) -> usize {
-        self.list().iter().filter(|h| h.strong_count() > 0).count()
+        self.lock().values().map(Vec::len).sum()
     }
 }
 
@@ -158,31 +183,34 @@ impl StreamSeat {
         &self.adapter
     }
 
-    /// Open a translator for `call`'s stream: in an instance of the same
-    /// user that has room, or else in `lease`'s own instance, which other
-    /// streams may then join. A lease whose stream joins another instance
-    /// goes back to wait warm for its user's next request.
-    pub(super) async fn open(
+    /// Open a translator for `call`'s stream of user `owner` in an
+    /// instance of the user that has room. `None` if none has (or the one
+    /// found failed on another stream meanwhile).
+    pub(super) async fn join(
+        adapter: &Arc<LoadedAdapter>,
+        owner: i64,
+        call: &Call,
+        per_instance: usize,
+    ) -> Option<Result<Self, GuestFailure>> {
+        if per_instance <= 1 {
+            return None;
+        }
+        let host = adapter.hosts.join(owner, per_instance)?;
+        let mut seat = Self::seat(host, adapter);
+        match seat.construct(call, true).await {
+            Err(GuestFailure::Spoiled) => None,
+            opened => Some(opened.map(|()| seat)),
+        }
+    }
+
+    /// Open a translator for `call`'s stream in `lease`'s instance, which
+    /// other streams of its user may then join.
+    pub(super) async fn host(
         lease: Lease,
         call: &Call,
         per_instance: usize,
     ) -> Result<Self, GuestFailure> {
         let adapter = lease.adapter.clone();
-        let joined = (per_instance > 1)
-            .then(|| adapter.hosts.join(lease.owner, per_instance))
-            .flatten();
-        if let Some(host) = joined {
-            let mut seat = Self::seat(host, &adapter);
-            match seat.construct(call, true).await {
-                // The instance failed on another stream: this one starts
-                // its own.
-                Err(GuestFailure::Spoiled) => {}
-                opened => {
-                    lease.recycle();
-                    return opened.map(|()| seat);
-                }
-            }
-        }
         let host = Arc::new(SharedInstance::new(lease));
         if per_instance > 1 {
             adapter.hosts.add(&host);

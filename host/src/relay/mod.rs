@@ -711,14 +711,11 @@ async fn attempt(
         .await
         .map_err(|f| guest_failure(&lease.adapter, f))?
         .map_err(|e| from_adapter_error(e, channel))?;
-    if !lease.instance.small_enough_to_hold() {
-        // Preparing the request (a long prompt) grew the instance's memory:
-        // it is not held through the upstream's answer, which may take
-        // minutes. Its pages go back to the pool now, and a fresh instance
-        // translates the answer.
-        drop(lease);
-        lease = lease_for(app, &adapter, record.user_id).await?;
-    }
+    // The instance is not held while the upstream works, which may take
+    // minutes: it waits warm for the user's next call (unless preparing a
+    // long prompt grew it), and the answer is translated by a warm
+    // instance of the user, most often this one, or a fresh one.
+    lease.recycle();
 
     let req = upstream_request(&adapter.info.name, &mut upstream)?;
     let limit = if probe.stream {
@@ -742,11 +739,13 @@ async fn attempt(
     let status = response.status();
     if !status.is_success() {
         let upstream_response = collect_response(response, 1024 * 1024, channel).await?;
+        let mut lease = lease_for(app, &adapter, record.user_id).await?;
         let mapped = lease
             .instance
             .map_error(&call, &upstream_response)
             .await
             .map_err(|f| guest_failure(&lease.adapter, f))?;
+        lease.recycle();
         return Err(from_adapter_error(mapped, channel));
     }
 
@@ -754,7 +753,6 @@ async fn attempt(
         // Binary answers (audio) go to the client as they arrive. The call
         // is billed now, for what the adapter said it costs (or the units the
         // request asked for): the upstream bills it once it answered 2xx.
-        lease.recycle();
         let usage = with_units(upstream.usage.take(), probe, record);
         if let Some(hold) = hold.take() {
             hold.settle(Outcome::Served {
@@ -785,22 +783,14 @@ async fn attempt(
             },
         };
         return stream::start(
-            &app.runtime,
-            lease,
-            call,
-            response,
-            framing,
-            output,
-            channel,
-            record,
-            hold,
-            slots,
+            app, &adapter, call, response, framing, output, channel, record, hold, slots,
         )
         .await;
     }
 
     let upstream_response =
         collect_response(response, app.config.upstream.max_response_bytes, channel).await?;
+    let mut lease = lease_for(app, &adapter, record.user_id).await?;
     let translated = lease
         .instance
         .parse_response(&call, &upstream_response)
@@ -995,7 +985,7 @@ pub(crate) fn from_adapter_error(e: AdapterError, channel: &Channel) -> GatewayE
 }
 
 /// An instance of `adapter` for a call of `user`.
-async fn lease_for(
+pub(super) async fn lease_for(
     app: &AppState,
     adapter: &Arc<adapters::LoadedAdapter>,
     user: i64,

@@ -19,8 +19,10 @@ use axum::response::Response;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use super::{CallRecord, framer_for, from_adapter_error, guest_failure, upstream_unreachable};
-use crate::adapters::{self, Call, ChunkBatch, Framing, Lease, StreamSeat, Usage};
+use super::{
+    CallRecord, framer_for, from_adapter_error, guest_failure, lease_for, upstream_unreachable,
+};
+use crate::adapters::{self, Call, ChunkBatch, Framing, StreamSeat, Usage};
 use crate::billing::{self, Hold, Outcome};
 use crate::channels::Channel;
 use crate::error::{ErrorKind, GatewayError};
@@ -281,8 +283,8 @@ fn named(name: Option<&str>, data: &[u8]) -> Bytes {
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn start(
-    runtime: &adapters::Runtime,
-    mut lease: Lease,
+    app: &crate::AppState,
+    adapter: &Arc<adapters::LoadedAdapter>,
     call: Call,
     response: upstream::Response,
     framing: Framing,
@@ -302,11 +304,13 @@ pub(super) async fn start(
                 Bytes::from(body.body),
             ))))
         } else {
+            let mut lease = lease_for(app, adapter, record.user_id).await?;
             let mapped = lease
                 .instance
                 .map_error(&call, &body)
                 .await
-                .map_err(|f| guest_failure(&lease.adapter, f))?;
+                .map_err(|f| guest_failure(adapter, f))?;
+            lease.recycle();
             return Err(match mapped {
                 // Not an error the adapter knows: an answer without the
                 // stream asked for (an upstream ignoring `stream`).
@@ -333,11 +337,20 @@ pub(super) async fn start(
         )
         .retryable(true)
     })?;
-    let adapter = lease.adapter.clone();
-    let seat = runtime
-        .open_stream(lease, &call)
+    // A seat in an instance hosting the user's other streams, or else in
+    // an instance of its own that later streams may join.
+    let seat = match app
+        .runtime
+        .join_stream(adapter, record.user_id, &call)
         .await
-        .map_err(|f| guest_failure(&adapter, f))?;
+    {
+        Some(joined) => joined,
+        None => {
+            let lease = lease_for(app, adapter, record.user_id).await?;
+            app.runtime.open_stream(lease, &call).await
+        }
+    }
+    .map_err(|f| guest_failure(adapter, f))?;
     let mut pump = Pump {
         seat,
         framer,

@@ -111,13 +111,11 @@ pub async fn spawn_app_on(
     app.state.billing.set_pricing(flat_pricing()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let service = app
-        .router
-        .clone()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, service).await.unwrap();
-    });
+    let server = tokio::spawn(transit::server::serve(
+        listener,
+        app.router.clone(),
+        std::future::pending(),
+    ));
     TestApp {
         addr,
         app,

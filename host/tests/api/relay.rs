@@ -1,5 +1,7 @@
 //! Chat relayed end to end through the OpenAI adapter component.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -145,6 +147,84 @@ async fn open_streams_of_one_user_share_an_adapter_instance() {
     );
     let adapter = app.app.state.runtime.get("openai").unwrap();
     assert_eq!((adapter.hosting(), adapter.in_flight()), (0, 0));
+}
+
+/// A call holds no adapter instance while its upstream works on it: with
+/// one place in the pool, a slow call does not keep a second one waiting.
+#[tokio::test]
+async fn no_adapter_instance_is_held_while_the_upstream_works() {
+    let app = spawn_app_with(|c| c.adapters.max_instances = 5).await;
+    let mock = MockUpstream::start("sk-upstream-1").await;
+    app.channel(json!({
+        "name": "mock", "type": "openai", "secret_key": "sk-upstream-1",
+        "base_url": mock.base_url(), "models": ["gpt-4o-mini"],
+    }))
+    .await;
+    let (_, key) = app.user_with_key(1_000_000).await;
+    let (_, other_key) = app.user_with_key(1_000_000).await;
+    mock.set(Behavior::Slow);
+    let slow = {
+        let (url, key) = (app.url("/v1/chat/completions"), key.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(key)
+                .json(&chat_body("gpt-4o-mini", false))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    for _ in 0..100 {
+        if mock.requests() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(mock.requests(), 1);
+    let adapter = app.app.state.runtime.get("openai").unwrap();
+    assert_eq!(adapter.in_flight(), 0, "the waiting call holds no instance");
+    // Another user's call takes the only place meanwhile (the slow call's
+    // instance waits warm, and gives its place up).
+    mock.set(Behavior::Normal);
+    let r = app.chat(&other_key, chat_body("gpt-4o-mini", false)).await;
+    assert_eq!(r.status(), 200);
+    assert!(!slow.is_finished(), "the slow answer came early");
+    let r = slow.await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], MOCK_REPLY);
+}
+
+/// A request head larger than a connection's read buffer may grow to is
+/// refused with 431 (hyper's own default would take up to about 400 KB).
+#[tokio::test]
+async fn an_oversized_request_head_is_refused() {
+    let (app, _mock, _, key) = app_with_channel().await;
+    let huge = "x".repeat(3 * transit::server::READ_BUFFER_BYTES);
+    let r = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("x-padding", huge)
+        .json(&chat_body("gpt-4o-mini", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 431);
+    // A head that fits, and a body far larger than the buffer, pass.
+    let mut body = chat_body("gpt-4o-mini", false);
+    body["messages"] = json!([{"role": "user", "content": "long ".repeat(40_000)}]);
+    let r = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("x-padding", "x".repeat(16 * 1024))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 /// A finished stream leaves its upstream connection open for the next call,
@@ -418,7 +498,7 @@ async fn a_channel_change_through_one_instance_reaches_another() {
             ok = true;
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ok, "instance b never saw the channel");
     let r = a
@@ -434,7 +514,7 @@ async fn a_channel_change_through_one_instance_reaches_another() {
             stopped = true;
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(stopped, "instance b kept using a disabled channel");
 }
