@@ -66,7 +66,8 @@ pub struct LoadedAdapter {
     pub loaded_at: i64,
     pub source: Source,
     pre: guest::Pre,
-    /// Requests and streams currently holding an instance of this version.
+    /// Calls this version is working on (preparing or translating) and
+    /// streams open on it.
     in_flight: AtomicUsize,
     /// Instances waiting for this version's next request.
     idle: Mutex<Idle>,

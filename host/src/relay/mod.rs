@@ -790,7 +790,7 @@ async fn attempt(
 
     let upstream_response =
         collect_response(response, app.config.upstream.max_response_bytes, channel).await?;
-    let mut lease = lease_for(app, &adapter, record.user_id).await?;
+    let mut lease = lease_for_answer(app, &adapter, record.user_id).await?;
     let translated = lease
         .instance
         .parse_response(&call, &upstream_response)
@@ -984,8 +984,21 @@ pub(crate) fn from_adapter_error(e: AdapterError, channel: &Channel) -> GatewayE
     }
 }
 
+/// An instance of `adapter` to translate the answer to a call of `user`.
+/// The upstream has answered (and billed) the call: one that finds no
+/// instance free is not sent again to another channel.
+pub(super) async fn lease_for_answer(
+    app: &AppState,
+    adapter: &Arc<adapters::LoadedAdapter>,
+    user: i64,
+) -> Result<Lease, GatewayError> {
+    lease_for(app, adapter, user)
+        .await
+        .map_err(|e| e.retryable(false))
+}
+
 /// An instance of `adapter` for a call of `user`.
-pub(super) async fn lease_for(
+async fn lease_for(
     app: &AppState,
     adapter: &Arc<adapters::LoadedAdapter>,
     user: i64,

@@ -20,7 +20,8 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::{
-    CallRecord, framer_for, from_adapter_error, guest_failure, lease_for, upstream_unreachable,
+    CallRecord, framer_for, from_adapter_error, guest_failure, lease_for_answer,
+    upstream_unreachable,
 };
 use crate::adapters::{self, Call, ChunkBatch, Framing, StreamSeat, Usage};
 use crate::billing::{self, Hold, Outcome};
@@ -304,7 +305,7 @@ pub(super) async fn start(
                 Bytes::from(body.body),
             ))))
         } else {
-            let mut lease = lease_for(app, adapter, record.user_id).await?;
+            let mut lease = lease_for_answer(app, adapter, record.user_id).await?;
             let mapped = lease
                 .instance
                 .map_error(&call, &body)
@@ -346,7 +347,7 @@ pub(super) async fn start(
     {
         Some(joined) => joined,
         None => {
-            let lease = lease_for(app, adapter, record.user_id).await?;
+            let lease = lease_for_answer(app, adapter, record.user_id).await?;
             app.runtime.open_stream(lease, &call).await
         }
     }
