@@ -1,5 +1,6 @@
 //! Containment: a trapping, looping or memory-hungry adapter fails only the
-//! request that hit it, with an OpenAI-shaped 502.
+//! request that hit it (and the streams sharing its instance), with an
+//! OpenAI-shaped 502.
 
 use serde_json::{Value, json};
 
@@ -71,6 +72,40 @@ async fn many_concurrent_traps_leave_the_gateway_serving() {
             assert_eq!(r.status(), 200);
         }
     }
+}
+
+/// A trap in one stream's translator ends the user's streams that share
+/// its instance, and counts once against the adapter's health: five
+/// streams lost to one trap do not take the adapter out of rotation.
+#[tokio::test]
+async fn a_trap_in_a_shared_stream_instance_counts_once() {
+    let (app, mock, key) = misbehaving_app().await;
+    mock.set(Behavior::SlowStream);
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let r = app.chat(&key, chat_body("fine", true)).await;
+        assert_eq!(r.status(), 200);
+        open.push(r);
+    }
+    let adapter = app.app.state.runtime.get("misbehave").unwrap();
+    assert_eq!(adapter.hosting(), 1, "the four streams share an instance");
+    let m = adapter_failure(&app, &key, "stream-trap", true).await;
+    assert!(m.contains("trapped"), "{m}");
+    for r in open {
+        let data = sse_data(r).await;
+        assert_ne!(data.last().map(String::as_str), Some("[DONE]"));
+        assert!(
+            data.iter()
+                .any(|d| d.contains("another stream sharing its instance")),
+            "{data:?}"
+        );
+    }
+    assert!(adapter.health.is_healthy(), "one trap counted once");
+    // The user's next stream gets a fresh instance.
+    mock.set(Behavior::Normal);
+    let r = app.chat(&key, chat_body("fine", true)).await;
+    assert_eq!(chunk_text(&sse_data(r).await), MOCK_REPLY);
+    assert_eq!((adapter.hosting(), adapter.in_flight()), (0, 0));
 }
 
 #[tokio::test]
