@@ -173,14 +173,15 @@ impl Hosts {
 pub struct StreamSeat {
     host: Arc<SharedInstance>,
     translator: Option<StreamTranslator>,
-    adapter: Arc<LoadedAdapter>,
-    _in_flight: InFlight,
+    /// Counts the stream in its adapter's `in_flight`, and names the
+    /// adapter.
+    in_flight: InFlight,
 }
 
 impl StreamSeat {
     /// The adapter version translating the stream.
     pub fn adapter(&self) -> &Arc<LoadedAdapter> {
-        &self.adapter
+        &self.in_flight.0
     }
 
     /// Open a translator for `call`'s stream of user `owner` in an
@@ -224,8 +225,7 @@ impl StreamSeat {
         Self {
             host,
             translator: None,
-            adapter: adapter.clone(),
-            _in_flight: InFlight::new(adapter),
+            in_flight: InFlight::new(adapter),
         }
     }
 

@@ -215,6 +215,18 @@ impl TestApp {
         self.admin_get(path).await.json().await.unwrap()
     }
 
+    /// The entry of adapter `name` in `GET /admin/adapters`.
+    pub async fn admin_adapter(&self, name: &str) -> Value {
+        let v = self.admin_json("/admin/adapters").await;
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap_or_else(|| panic!("adapter {name} is not listed: {v}"))
+            .clone()
+    }
+
     pub async fn user(&self, id: i64) -> Value {
         self.admin_json(&format!("/admin/users/{id}")).await
     }

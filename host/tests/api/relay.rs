@@ -122,14 +122,7 @@ async fn open_streams_of_one_user_share_an_adapter_instance() {
         assert_eq!(r.status(), 200);
         streams.push(r);
     }
-    let adapters = app.admin_json("/admin/adapters").await;
-    let openai = adapters["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "openai")
-        .unwrap()
-        .clone();
+    let openai = app.admin_adapter("openai").await;
     assert_eq!(openai["in_flight"], 4, "{openai}");
     assert_eq!(openai["hosting"], 2, "{openai}");
     for r in streams {
