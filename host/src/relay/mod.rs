@@ -48,10 +48,12 @@ use crate::inbound::Shape;
 use crate::limits::{Acquired, SlotGuard};
 use crate::upstream::{self, Limit};
 
-/// Read a request body under the configured cap.
+/// Read a request body under the configured cap. A body over it is
+/// refused with 413 after it is read on and thrown away (see
+/// [`discard`]), so that the client, still sending, gets the answer.
 pub async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, Bytes), GatewayError> {
     use http_body_util::BodyExt;
-    let (parts, body) = request.into_parts();
+    let (parts, mut body) = request.into_parts();
     if let Some(len) = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -59,16 +61,54 @@ pub async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, Byt
         .and_then(|v| v.parse::<usize>().ok())
         && len > limit
     {
+        discard(body).await;
         return Err(too_large(limit));
     }
-    let limited = http_body_util::Limited::new(body, limit);
-    match limited.collect().await {
-        Ok(collected) => Ok((parts.headers, collected.to_bytes())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
-        Err(e) => Err(GatewayError::invalid(format!(
-            "reading the request body failed: {e}"
-        ))),
+    let mut pieces: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| GatewayError::invalid(format!("reading the request body failed: {e}")))?;
+        let Ok(piece) = frame.into_data() else {
+            continue;
+        };
+        total += piece.len();
+        if total > limit {
+            discard(body).await;
+            return Err(too_large(limit));
+        }
+        pieces.push(piece);
     }
+    let bytes = match pieces.len() {
+        0 => Bytes::new(),
+        1 => pieces.swap_remove(0),
+        _ => Bytes::from(pieces.concat()),
+    };
+    Ok((parts.headers, bytes))
+}
+
+/// How much more of a refused body is read, and for how long, before the
+/// refusal goes out.
+const DISCARD_BYTES: usize = 8 * 1024 * 1024;
+const DISCARD_TIME: Duration = Duration::from_secs(2);
+
+/// Read what is left of a refused body and throw it away, up to
+/// [`DISCARD_BYTES`] within [`DISCARD_TIME`]. Closing a connection with
+/// unread bytes makes it a reset, which can reach a client still sending
+/// before the answer does: it would see a broken connection instead of 413.
+async fn discard(mut body: Body) {
+    use http_body_util::BodyExt;
+    let mut left = DISCARD_BYTES;
+    let _ = tokio::time::timeout(DISCARD_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let len = frame.data_ref().map_or(0, Bytes::len);
+            if len >= left {
+                return;
+            }
+            left -= len;
+        }
+    })
+    .await;
 }
 
 fn too_large(limit: usize) -> GatewayError {

@@ -64,6 +64,19 @@ async fn each_bad_input_has_its_status() {
         )
         .await;
     expect_error(r, 413, "invalid_request_error").await;
+    // The same without a length ahead: sent in pieces, refused as it passes
+    // the cap; what follows is read and thrown away, so the answer arrives.
+    let pieces = (0..300).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024]));
+    let r = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(pieces)))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 413, "invalid_request_error").await;
 
     let v = expect_error(
         app.chat(&key, chat_body("no-such-model", false)).await,
