@@ -228,23 +228,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    tracing::info!(address = %listen, "transit listening");
+    let workers =
+        server::Workers::start(app.state.config.workers).context("starting the worker threads")?;
+    tracing::info!(address = %listen, workers = workers.len(), "transit listening");
     // On the signal: no new connections, and what is in flight gets the
     // grace period to finish; then it is cut, so that usage is written
     // before a supervisor's kill timeout, whatever a stream still had to go.
     let cut = app.state.shutdown.clone();
-    server::serve(listener, app.router.clone(), async move {
-        shutdown_signal().await;
-        tracing::info!(
-            grace_secs = grace.as_secs(),
-            "shutting down: requests in flight may finish within the grace period"
-        );
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            tracing::warn!("shutdown grace period over: cutting what is still in flight");
-            cut.cancel();
-        });
-    })
+    server::serve(
+        listener,
+        app.router.clone(),
+        async move {
+            shutdown_signal().await;
+            tracing::info!(
+                grace_secs = grace.as_secs(),
+                "shutting down: requests in flight may finish within the grace period"
+            );
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                tracing::warn!("shutdown grace period over: cutting what is still in flight");
+                cut.cancel();
+            });
+        },
+        &workers,
+    )
     .await;
     tracing::info!("shutting down: waiting for usage records to be written");
     app.state.billing.close_lines().await;
@@ -257,6 +264,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     app.state.db.close().await;
+    // Last: connections opened while serving are driven by the workers.
+    workers.stop().await;
     Ok(())
 }
 

@@ -30,6 +30,7 @@ pub struct TestApp {
     pub database_url: String,
     _data_dir: tempfile::TempDir,
     server: tokio::task::JoinHandle<()>,
+    _workers: transit::server::Workers,
 }
 
 impl Drop for TestApp {
@@ -111,11 +112,11 @@ pub async fn spawn_app_on(
     app.state.billing.set_pricing(flat_pricing()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(transit::server::serve(
-        listener,
-        app.router.clone(),
-        std::future::pending(),
-    ));
+    let workers = transit::server::Workers::start(2).unwrap();
+    let server = tokio::spawn({
+        let (router, workers) = (app.router.clone(), workers.clone());
+        async move { transit::server::serve(listener, router, std::future::pending(), &workers).await }
+    });
     TestApp {
         addr,
         app,
@@ -123,6 +124,7 @@ pub async fn spawn_app_on(
         database_url,
         _data_dir: dir,
         server,
+        _workers: workers,
     }
 }
 
