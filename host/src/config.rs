@@ -69,7 +69,8 @@ pub struct Config {
     /// below the time a supervisor waits before it kills the process.
     pub shutdown_grace_secs: u64,
     /// Threads serving client connections, each with its own event loop
-    /// (a connection stays on one). 0: one per CPU core.
+    /// (a connection stays on one). 0: connections are served on the
+    /// shared runtime, whose threads take work from each other.
     pub workers: usize,
     pub upstream: UpstreamConfig,
     pub adapters: AdapterConfig,

@@ -228,9 +228,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    let workers =
-        server::Workers::start(app.state.config.workers).context("starting the worker threads")?;
-    tracing::info!(address = %listen, workers = workers.len(), "transit listening");
+    let workers = match app.state.config.workers {
+        0 => None,
+        n => Some(server::Workers::start(n).context("starting the worker threads")?),
+    };
+    tracing::info!(address = %listen, workers = app.state.config.workers, "transit listening");
     // On the signal: no new connections, and what is in flight gets the
     // grace period to finish; then it is cut, so that usage is written
     // before a supervisor's kill timeout, whatever a stream still had to go.
@@ -250,7 +252,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 cut.cancel();
             });
         },
-        &workers,
+        workers.as_ref(),
     )
     .await;
     tracing::info!("shutting down: waiting for usage records to be written");
@@ -265,7 +267,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     app.state.db.close().await;
     // Last: connections opened while serving are driven by the workers.
-    workers.stop().await;
+    if let Some(workers) = workers {
+        workers.stop().await;
+    }
     Ok(())
 }
 

@@ -14,16 +14,16 @@
 //!   connection and sends its request head slowly, or never, is dropped,
 //!   and so is a keep-alive connection idle for as long.
 //!
-//! Connections are served by [`Workers`]: a thread per core, each running
-//! a single-threaded tokio runtime, and each connection lives on one of
-//! them for good. A request then runs from its first byte to its last on
-//! one thread: nothing hands it to another thread, and no idle thread is
-//! woken to look for work it could steal. On tokio's work-stealing runtime
-//! every wake-up of a task woke the other worker as well, which at low
-//! concurrency cost about two more context switches per request than the
-//! request itself needs (bench/README.md). The accept loop and the
-//! gateway's background work (the ledger writer, maintenance, adapter
-//! reloads) stay on the main runtime.
+//! Connections are served on the main runtime, whose threads take work
+//! from each other, or, with `workers` set, by [`Workers`]: threads each
+//! running a single-threaded tokio runtime, where a connection lives on
+//! one of them for good. A request then runs from its first byte to its
+//! last on one thread: nothing hands it to another, and no idle thread is
+//! woken to look for work it could take, which on the shared runtime costs
+//! about a third more CPU per request at low concurrency. The price: a
+//! request that keeps its worker busy (an adapter translating a prompt of
+//! megabytes) holds up the worker's other connections, where on the shared
+//! runtime another thread would serve them (bench/README.md).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -60,14 +60,14 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Serve `router` on `listener` until `shutdown` resolves; then accept no
 /// more connections, let each one finish the request it is serving (idle
 /// keep-alive connections close at once), and return when all are closed.
-/// Each connection is served on one of `workers`, the one serving the
-/// fewest. Requests see the client's address as
-/// [`ConnectInfo<SocketAddr>`].
+/// With `workers`, each connection is served on the worker serving the
+/// fewest; without, on the current runtime. Requests see the client's
+/// address as [`ConnectInfo<SocketAddr>`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send,
-    workers: &Workers,
+    workers: Option<&Workers>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -90,6 +90,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let (router, builder, closing) = (router.clone(), builder.clone(), closing.clone());
+        let Some(workers) = workers else {
+            connections.spawn(serve_connection(tcp, remote, router, builder, closing));
+            continue;
+        };
         // Taken off this runtime's reactor: the worker registers it with its own.
         let tcp = match tcp.into_std() {
             Ok(tcp) => tcp,
@@ -100,15 +105,15 @@ pub async fn serve(
         };
         let worker = workers.pick();
         let load = Load::count(&worker.connections);
-        let connection = serve_connection(
-            tcp,
-            remote,
-            router.clone(),
-            builder.clone(),
-            closing.clone(),
-            load,
-        );
-        worker.runtime.spawn(connections.track_future(connection));
+        worker.runtime.spawn(connections.track_future(async move {
+            let _load = load;
+            match TcpStream::from_std(tcp) {
+                Ok(tcp) => serve_connection(tcp, remote, router, builder, closing).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, client = %remote, "cannot serve a connection");
+                }
+            }
+        }));
     }
     drop(listener);
     closing.cancel();
@@ -116,22 +121,14 @@ pub async fn serve(
     connections.wait().await;
 }
 
-/// One client connection, on the worker it was handed to.
+/// One client connection.
 async fn serve_connection(
-    tcp: std::net::TcpStream,
+    tcp: TcpStream,
     remote: SocketAddr,
     router: Router,
     builder: Arc<auto::Builder<TokioExecutor>>,
     closing: CancellationToken,
-    _load: Load,
 ) {
-    let tcp = match TcpStream::from_std(tcp) {
-        Ok(tcp) => tcp,
-        Err(e) => {
-            tracing::debug!(error = %e, client = %remote, "cannot serve a connection");
-            return;
-        }
-    };
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
     }
@@ -204,13 +201,9 @@ struct Worker {
 }
 
 impl Workers {
-    /// Start `count` workers; 0 starts one per CPU core.
+    /// Start `count` workers (at least one).
     pub fn start(count: usize) -> std::io::Result<Self> {
-        let count = if count == 0 {
-            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-        } else {
-            count
-        };
+        let count = count.max(1);
         let mut workers = Vec::with_capacity(count);
         for i in 0..count {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -246,7 +239,7 @@ impl Workers {
         self.0.workers.len()
     }
 
-    /// Whether there are none (never: `start` starts at least one).
+    /// Whether there are none (never: there is at least one).
     pub fn is_empty(&self) -> bool {
         self.0.workers.is_empty()
     }
@@ -389,7 +382,13 @@ mod tests {
         let server = tokio::spawn({
             let workers = workers.clone();
             async move {
-                serve(listener, router(), async { drop(stopped.await) }, &workers).await;
+                serve(
+                    listener,
+                    router(),
+                    async { drop(stopped.await) },
+                    Some(&workers),
+                )
+                .await;
             }
         });
         let mut connections = Vec::new();
@@ -434,10 +433,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn zero_workers_means_one_per_core() {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    async fn code_on_a_worker_knows_it() {
         let workers = Workers::start(0).unwrap();
-        assert_eq!(workers.len(), cores);
+        assert_eq!(workers.len(), 1);
         assert!(!workers.is_empty());
         assert_eq!(current_worker(), None);
         let on_worker = workers

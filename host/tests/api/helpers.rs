@@ -30,7 +30,7 @@ pub struct TestApp {
     pub database_url: String,
     _data_dir: tempfile::TempDir,
     server: tokio::task::JoinHandle<()>,
-    _workers: transit::server::Workers,
+    _workers: Option<transit::server::Workers>,
 }
 
 impl Drop for TestApp {
@@ -112,10 +112,16 @@ pub async fn spawn_app_on(
     app.state.billing.set_pricing(flat_pricing()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let workers = transit::server::Workers::start(2).unwrap();
+    // As `transit::run` serves it.
+    let workers = match app.state.config.workers {
+        0 => None,
+        n => Some(transit::server::Workers::start(n).unwrap()),
+    };
     let server = tokio::spawn({
         let (router, workers) = (app.router.clone(), workers.clone());
-        async move { transit::server::serve(listener, router, std::future::pending(), &workers).await }
+        async move {
+            transit::server::serve(listener, router, std::future::pending(), workers.as_ref()).await
+        }
     });
     TestApp {
         addr,
