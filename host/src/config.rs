@@ -68,10 +68,6 @@ pub struct Config {
     /// run on before they are cut; usage is written after that, so keep it
     /// below the time a supervisor waits before it kills the process.
     pub shutdown_grace_secs: u64,
-    /// Threads serving client connections, each with its own event loop
-    /// (a connection stays on one). 0: connections are served on the
-    /// shared runtime, whose threads take work from each other.
-    pub workers: usize,
     pub upstream: UpstreamConfig,
     pub adapters: AdapterConfig,
     pub relay: RelayConfig,
@@ -180,7 +176,6 @@ impl Default for Config {
             secret_key: None,
             body_limit_bytes: 32 * 1024 * 1024,
             shutdown_grace_secs: 20,
-            workers: 0,
             upstream: UpstreamConfig::default(),
             adapters: AdapterConfig::default(),
             relay: RelayConfig::default(),

@@ -228,32 +228,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    let workers = match app.state.config.workers {
-        0 => None,
-        n => Some(server::Workers::start(n).context("starting the worker threads")?),
-    };
-    tracing::info!(address = %listen, workers = app.state.config.workers, "transit listening");
+    tracing::info!(address = %listen, "transit listening");
     // On the signal: no new connections, and what is in flight gets the
     // grace period to finish; then it is cut, so that usage is written
     // before a supervisor's kill timeout, whatever a stream still had to go.
     let cut = app.state.shutdown.clone();
-    server::serve(
-        listener,
-        app.router.clone(),
-        async move {
-            shutdown_signal().await;
-            tracing::info!(
-                grace_secs = grace.as_secs(),
-                "shutting down: requests in flight may finish within the grace period"
-            );
-            tokio::spawn(async move {
-                tokio::time::sleep(grace).await;
-                tracing::warn!("shutdown grace period over: cutting what is still in flight");
-                cut.cancel();
-            });
-        },
-        workers.as_ref(),
-    )
+    server::serve(listener, app.router.clone(), async move {
+        shutdown_signal().await;
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: requests in flight may finish within the grace period"
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            tracing::warn!("shutdown grace period over: cutting what is still in flight");
+            cut.cancel();
+        });
+    })
     .await;
     tracing::info!("shutting down: waiting for usage records to be written");
     app.state.billing.close_lines().await;
@@ -266,10 +257,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     app.state.db.close().await;
-    // Last: connections opened while serving are driven by the workers.
-    if let Some(workers) = workers {
-        workers.stop().await;
-    }
     Ok(())
 }
 

@@ -32,7 +32,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-/// Idle connections kept per upstream host (and worker thread).
+/// Idle connections kept per upstream host.
 const MAX_IDLE_PER_HOST: usize = 256;
 /// An idle connection older than this is closed rather than reused.
 const IDLE_LIFETIME: Duration = Duration::from_secs(90);
@@ -292,7 +292,7 @@ impl Client {
     }
 
     async fn connect(&self, target: &Target) -> Result<Conn, Error> {
-        let (host, port) = (&target.key.host, target.key.port);
+        let (host, port) = (&target.key.0, target.key.1);
         let stream = tokio::time::timeout(
             self.connect_timeout,
             TcpStream::connect((host.as_str(), port)),
@@ -317,16 +317,8 @@ struct Target {
     path: Uri,
 }
 
-/// An upstream host (its name and port), as seen from one worker thread.
-/// A connection is driven by the reactor of the thread that opened it, so
-/// a worker's calls take only the connections it opened: another
-/// worker's would wake this one through that worker's thread.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Key {
-    home: Option<std::thread::ThreadId>,
-    host: String,
-    port: u16,
-}
+/// An upstream host: its name and port.
+type Key = (String, u16);
 
 impl Target {
     /// A plain `http://` URL's parts; `None` for any other URL.
@@ -349,11 +341,7 @@ impl Target {
             None => Uri::from_static("/"),
         };
         Some(Self {
-            key: Key {
-                home: crate::server::current_worker(),
-                host: bare.to_owned(),
-                port,
-            },
+            key: (bare.to_owned(), port),
             host_header,
             path,
         })
@@ -704,29 +692,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn each_worker_reuses_the_connections_it_opened() {
-        let server = server(Answer::KeepAlive).await;
-        let client = client();
-        let workers = crate::server::Workers::start(2).unwrap();
-        for round in 1..=3 {
-            for worker in 0..2 {
-                let (client, url) = (client.clone(), server.url.clone());
-                workers
-                    .runtime(worker)
-                    .spawn(async move { send_ok(&client, &url, TOTAL, 1).await })
-                    .await
-                    .unwrap();
-            }
-            // One connection per worker, kept and reused by it alone.
-            assert_eq!(server.accepted.load(Ordering::SeqCst), 2, "round {round}");
-        }
-        // Off the workers, calls have connections of their own.
-        send_ok(&client, &server.url, TOTAL, 2).await;
-        assert_eq!(server.accepted.load(Ordering::SeqCst), 3);
-        workers.stop().await;
-    }
-
-    #[tokio::test]
     async fn a_connection_the_server_closes_is_not_reused() {
         for answer in [Answer::Close, Answer::ThenHangUp] {
             let server = server(answer).await;
@@ -794,11 +759,11 @@ mod tests {
     #[test]
     fn only_plain_http_urls_go_direct() {
         let t = Target::parse("http://[::1]:8080/v1/x?y=1").unwrap();
-        assert_eq!((t.key.host.as_str(), t.key.port), ("::1", 8080));
+        assert_eq!(t.key, ("::1".to_owned(), 8080));
         assert_eq!(t.host_header, "[::1]:8080");
         assert_eq!(t.path, "/v1/x?y=1");
         let t = Target::parse("http://example.com").unwrap();
-        assert_eq!((t.key.host.as_str(), t.key.port), ("example.com", 80));
+        assert_eq!(t.key, ("example.com".to_owned(), 80));
         assert_eq!(t.path, "/");
         assert!(Target::parse("https://example.com/v1").is_none());
         assert!(Target::parse("http://user:pw@example.com/v1").is_none());

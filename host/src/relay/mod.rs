@@ -396,59 +396,37 @@ enum Prober {
     Path(fn(&[u8], &str) -> Result<Probe, GatewayError>, String),
 }
 
-/// A JSON body's reader: its probe function, bound to what it needs.
-type ReadJson = dyn FnOnce(&[u8]) -> Result<Probe, GatewayError> + Send;
-
-/// A JSON body longer than this is read (parsed, its prompt's tokens
-/// counted) on a blocking thread. A connection's worker serves its other
-/// connections meanwhile: a megabyte of prompt takes it milliseconds.
-const PROBE_INLINE_BYTES: usize = 64 * 1024;
-
 impl Prober {
-    async fn probe(self, headers: &HeaderMap, body: &Bytes) -> Result<Probe, GatewayError> {
-        let read: Box<ReadJson> = match self {
-            Self::Json(f) => Box::new(f),
-            Self::Path(f, model) => Box::new(move |body: &[u8]| f(body, &model)),
-            Self::Form(f) => return probe_form(f, headers, body).await,
-        };
-        if body.len() <= PROBE_INLINE_BYTES {
-            return read(body);
-        }
-        let body = body.clone();
-        tokio::task::spawn_blocking(move || read(&body))
-            .await
-            .unwrap_or_else(|_| Err(GatewayError::internal("reading the request failed")))
-    }
-}
-
-/// Read a `multipart/form-data` upload with `f`.
-async fn probe_form(
-    f: fn(&Object, &[String]) -> Result<Probe, GatewayError>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Probe, GatewayError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !content_type
-        .trim_start()
-        .to_ascii_lowercase()
-        .starts_with("multipart/form-data")
-    {
-        return Err(GatewayError::invalid(format!(
-            "This endpoint takes a multipart/form-data upload (got `{}`).",
-            if content_type.is_empty() {
-                "no content type"
-            } else {
-                content_type
+    async fn probe(self, headers: &HeaderMap, body: &[u8]) -> Result<Probe, GatewayError> {
+        match self {
+            Self::Json(f) => f(body),
+            Self::Path(f, model) => f(body, &model),
+            Self::Form(f) => {
+                let content_type = headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if !content_type
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+                {
+                    return Err(GatewayError::invalid(format!(
+                        "This endpoint takes a multipart/form-data upload (got `{}`).",
+                        if content_type.is_empty() {
+                            "no content type"
+                        } else {
+                            content_type
+                        }
+                    ))
+                    .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+                    .with_code("unsupported_content_type"));
+                }
+                let form = multipart_fields(content_type, body).await?;
+                f(&form.fields, &form.files)
             }
-        ))
-        .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
-        .with_code("unsupported_content_type"));
+        }
     }
-    let form = multipart_fields(content_type, body).await?;
-    f(&form.fields, &form.files)
 }
 
 /// The parts of a `multipart/form-data` body.

@@ -72,9 +72,7 @@ async fn each_bad_input_has_its_status() {
         .post(app.url("/v1/chat/completions"))
         .bearer_auth(&key)
         .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            pieces,
-        )))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(pieces)))
         .send()
         .await
         .unwrap();

@@ -30,7 +30,6 @@ pub struct TestApp {
     pub database_url: String,
     _data_dir: tempfile::TempDir,
     server: tokio::task::JoinHandle<()>,
-    _workers: Option<transit::server::Workers>,
 }
 
 impl Drop for TestApp {
@@ -112,17 +111,11 @@ pub async fn spawn_app_on(
     app.state.billing.set_pricing(flat_pricing()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    // As `transit::run` serves it.
-    let workers = match app.state.config.workers {
-        0 => None,
-        n => Some(transit::server::Workers::start(n).unwrap()),
-    };
-    let server = tokio::spawn({
-        let (router, workers) = (app.router.clone(), workers.clone());
-        async move {
-            transit::server::serve(listener, router, std::future::pending(), workers.as_ref()).await
-        }
-    });
+    let server = tokio::spawn(transit::server::serve(
+        listener,
+        app.router.clone(),
+        std::future::pending(),
+    ));
     TestApp {
         addr,
         app,
@@ -130,7 +123,6 @@ pub async fn spawn_app_on(
         database_url,
         _data_dir: dir,
         server,
-        _workers: workers,
     }
 }
 

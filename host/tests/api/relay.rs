@@ -239,49 +239,6 @@ async fn an_upstream_connection_is_reused_after_a_stream() {
 }
 
 #[tokio::test]
-async fn worker_threads_relay_and_bill_calls_and_streams() {
-    let app = spawn_app_with(|c| c.workers = 2).await;
-    let mock = MockUpstream::start("sk-upstream-1").await;
-    app.channel(json!({
-        "name": "mock", "type": "openai", "secret_key": "sk-upstream-1",
-        "base_url": mock.base_url(), "models": ["gpt-4o-mini"],
-    }))
-    .await;
-    let (user, key) = app.user_with_key(1_000_000).await;
-    // Four client connections, two on each worker.
-    let clients: Vec<reqwest::Client> = (0..4).map(|_| reqwest::Client::new()).collect();
-    for round in 0..2 {
-        for client in &clients {
-            let stream = round == 1;
-            let r = client
-                .post(app.url("/v1/chat/completions"))
-                .bearer_auth(&key)
-                .json(&chat_body("gpt-4o-mini", stream))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            if stream {
-                assert_eq!(chunk_text(&sse_data(r).await), MOCK_REPLY);
-            } else {
-                let v: Value = r.json().await.unwrap();
-                assert_eq!(v["choices"][0]["message"]["content"], MOCK_REPLY);
-            }
-        }
-    }
-    assert_eq!(mock.requests(), 8);
-    // Each worker opened one upstream connection and reused it.
-    assert_eq!(mock.connections(), 2);
-    let logs = app.logs().await;
-    assert_eq!(logs.len(), 8);
-    let charged: i64 = logs.iter().map(|l| l["quota"].as_i64().unwrap()).sum();
-    assert!(logs.iter().all(|l| l["quota"].as_i64().unwrap() > 0));
-    let user = app.user(user).await;
-    assert_eq!(user["used_quota"], charged);
-    assert_eq!(user["request_count"], 8);
-}
-
-#[tokio::test]
 async fn stream_without_client_usage_option_still_bills_and_hides_the_usage_chunk() {
     let (app, mock, _, key) = app_with_channel().await;
     let data = sse_data(app.chat(&key, chat_body("gpt-4o-mini", true)).await).await;
