@@ -87,6 +87,27 @@ pub async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, Byt
     Ok((parts.headers, bytes))
 }
 
+/// Authenticate a request's caller, then read its body under the cap. A
+/// request refused at the door has what its client still sends read and
+/// thrown away first (see [`discard`]), so that the client gets the answer.
+pub(crate) async fn authenticated_body(
+    app: &AppState,
+    request: Request,
+) -> Result<(Caller, HeaderMap, Bytes), GatewayError> {
+    let ip = client_ip(&request);
+    let key = auth::api_key(request.headers()).map(str::to_owned);
+    match auth::authenticate(&app.tokens, key.as_deref(), ip).await {
+        Ok(caller) => {
+            let (headers, body) = read_body(request, app.config.body_limit_bytes).await?;
+            Ok((caller, headers, body))
+        }
+        Err(e) => {
+            discard(request.into_body()).await;
+            Err(e)
+        }
+    }
+}
+
 /// How much more of a refused body is read, and for how long, before the
 /// refusal goes out.
 const DISCARD_BYTES: usize = 8 * 1024 * 1024;
@@ -480,10 +501,8 @@ async fn handle_as(app: AppState, request: Request, probe: Prober, shape: Shape)
     let started = Instant::now();
     let request_id = request_id(&request);
     let ip = client_ip(&request);
-    let key = auth::api_key(request.headers()).map(str::to_owned);
     let result = async {
-        let caller = auth::authenticate(&app.tokens, key.as_deref(), ip).await?;
-        let (headers, body) = read_body(request, app.config.body_limit_bytes).await?;
+        let (caller, headers, body) = authenticated_body(&app, request).await?;
         let mut probe = probe.probe(&headers, &body).await?;
         probe.headers = forwarded_headers(&headers);
         probe.shape = shape;

@@ -8,7 +8,7 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{Object, Probe, Prober, handle_as, max_tokens, read_body};
+use super::{Object, Probe, Prober, handle_as, max_tokens};
 use crate::AppState;
 use crate::auth;
 use crate::error::GatewayError;
@@ -82,11 +82,8 @@ pub async fn messages(State(app): State<AppState>, request: Request) -> Response
 /// `POST /v1/messages/count_tokens`: counted here with the tokenizer, no
 /// upstream call.
 pub async fn count_tokens(State(app): State<AppState>, request: Request) -> Response {
-    let ip = super::client_ip(&request);
-    let key = auth::api_key(request.headers()).map(str::to_owned);
     let r = async {
-        auth::authenticate(&app.tokens, key.as_deref(), ip).await?;
-        let (_, body) = read_body(request, app.config.body_limit_bytes).await?;
+        let (_, _, body) = super::authenticated_body(&app, request).await?;
         let n = inbound::anthropic::count_tokens(&body)?;
         Ok::<_, GatewayError>(json!({"input_tokens": n}))
     };
@@ -195,11 +192,8 @@ pub async fn gemini(
             .await
         }
         "countTokens" => {
-            let ip = super::client_ip(&request);
-            let key = auth::api_key(request.headers()).map(str::to_owned);
             let r = async {
-                auth::authenticate(&app.tokens, key.as_deref(), ip).await?;
-                let (_, body) = read_body(request, app.config.body_limit_bytes).await?;
+                let (_, _, body) = super::authenticated_body(&app, request).await?;
                 let n = inbound::gemini::count_tokens(&body, &model)?;
                 Ok::<_, GatewayError>(json!({"totalTokens": n}))
             };

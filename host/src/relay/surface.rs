@@ -234,14 +234,7 @@ pub async fn image_generations(State(app): State<AppState>, request: Request) ->
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .cloned();
-    let ip = super::client_ip(&request);
-    let key = crate::auth::api_key(request.headers()).map(str::to_owned);
-    let read = async {
-        let caller = crate::auth::authenticate(&app.tokens, key.as_deref(), ip).await?;
-        let (headers, body) = super::read_body(request, app.config.body_limit_bytes).await?;
-        Ok::<_, GatewayError>((caller, headers, body))
-    };
-    let (caller, headers, body) = match read.await {
+    let (caller, headers, body) = match super::authenticated_body(&app, request).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };

@@ -261,8 +261,7 @@ async fn submit(
     request: Request,
     endpoint: &'static str,
 ) -> Result<TaskRow, GatewayError> {
-    let caller = caller_of(app, credentials(&request)).await?;
-    let (headers, body) = relay::read_body(request, app.config.body_limit_bytes).await?;
+    let (caller, headers, body) = relay::authenticated_body(app, request).await?;
     submit_body(app, &caller, &headers, body, endpoint).await
 }
 
