@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -255,6 +256,10 @@ events {{ worker_connections 60000; }}
 http {{
   access_log off;
   client_body_temp_path {self.workdir}/nginx-body;
+  # The mixed scenario's 1 MB prompts are held in memory, as Transit holds
+  # them, not written to temporary files.
+  client_max_body_size 4m;
+  client_body_buffer_size 4m;
   proxy_temp_path {self.workdir}/nginx-proxy;
   upstream mock {{ server 127.0.0.1:{MOCK}; keepalive 256; }}
   server {{
@@ -399,6 +404,39 @@ http {{
                 log(f"{scenario} {t} rep {rep}: {r}")
                 self.record(scenario, t, "raw", rep, r)
 
+    def mixed(self, scenario, targets, conns, prompt_bytes):
+        """Small calls at `conns` connections while one more client sends
+        long prompts back to back: what a heavy request does to the others."""
+        small = self.body_file(scenario, chat_body("bench"))
+        words = "the quick brown fox jumps over the lazy dog while gateways relay tokens "
+        text = (words * (prompt_bytes // len(words) + 1))[:prompt_bytes]
+        big = json.dumps({"model": "bench", "messages": [{"role": "user", "content": text}]}).encode()
+        for rep in range(self.args.reps):
+            for t in targets:
+                stop = threading.Event()
+                sent = {"ok": 0, "failed": 0}
+
+                def pump(t=t, stop=stop, sent=sent):
+                    while not stop.is_set():
+                        req = urllib.request.Request(self.url(t), data=big, headers={
+                            "authorization": f"Bearer {self.key(t)}",
+                            "content-type": "application/json"})
+                        try:
+                            urllib.request.urlopen(req, timeout=30).read()
+                            sent["ok"] += 1
+                        except OSError:
+                            sent["failed"] += 1
+
+                pumper = threading.Thread(target=pump, daemon=True)
+                pumper.start()
+                r = self.wrk(t, small, conns)
+                stop.set()
+                pumper.join()
+                r["long_prompts"] = sent["ok"]
+                r["long_prompt_errors"] = sent["failed"]
+                log(f"{scenario} {t} rep {rep}: {r}")
+                self.record(scenario, t, "raw", rep, r)
+
     def memory(self, transit_pid, litellm_pids):
         mem = self.results.setdefault("memory", {})
         mem["transit_idle_mb"] = rss_kb([transit_pid]) / 1024
@@ -498,6 +536,11 @@ http {{
             # 1000 concurrent streams of 200 chunks, 10 ms apart.
             self.streaming("stream_1000", proxies, chat_body("bench-i10-n200", stream=True),
                            self.args.streams, self.args.streams)
+        if want("mixed"):
+            # Small calls alone, then with 1 MB prompts sent back to back
+            # beside them.
+            self.closed_loop("mixed_quiet_c4", proxies, chat_body("bench"), 4)
+            self.mixed("mixed_long_prompts_c4", proxies, 4, 1_000_000)
         if want("memory"):
             self.memory(transit_pid, litellm_pids)
         if want("backends"):
@@ -579,6 +622,11 @@ http {{
                         row(scenario, target, q, self.median(scenario, target, p(q)), "µs")
                     row(scenario, target, "errors",
                         self.median(scenario, target, lambda r: r["errors"]), "")
+                    if "long_prompts" in sample:
+                        row(scenario, target, "long_prompts",
+                            self.median(scenario, target, lambda r: r["long_prompts"]), "served")
+                        row(scenario, target, "long_prompt_errors",
+                            self.median(scenario, target, lambda r: r["long_prompt_errors"]), "")
 
         goals = {}
         g = lambda sc, t, m: s.get(sc, {}).get(t, {}).get(m)
@@ -667,7 +715,7 @@ def main():
     ap.add_argument("--streams", type=int, default=1000, help="concurrent streams in stream_1000")
     ap.add_argument("--hold", type=lambda v: [int(x) for x in v.split(",")], default=[1000, 10000],
                     help="slow streams held open for the memory scenario")
-    ap.add_argument("--only", help="comma list of: openai, anthropic, streaming, memory, backends")
+    ap.add_argument("--only", help="comma list of: openai, anthropic, streaming, mixed, memory, backends")
     ap.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM peer")
     ap.add_argument("--quick", action="store_true", help="one short repetition (smoke run)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"))
