@@ -64,27 +64,20 @@ pub async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, Byt
         discard(body).await;
         return Err(too_large(limit));
     }
-    let mut pieces: Vec<Bytes> = Vec::new();
-    let mut total = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame
-            .map_err(|e| GatewayError::invalid(format!("reading the request body failed: {e}")))?;
-        let Ok(piece) = frame.into_data() else {
-            continue;
-        };
-        total += piece.len();
-        if total > limit {
+    // Borrowed, so that what is left of a body over the cap can be discarded.
+    match http_body_util::Limited::new(&mut body, limit)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok((parts.headers, collected.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             discard(body).await;
-            return Err(too_large(limit));
+            Err(too_large(limit))
         }
-        pieces.push(piece);
+        Err(e) => Err(GatewayError::invalid(format!(
+            "reading the request body failed: {e}"
+        ))),
     }
-    let bytes = match pieces.len() {
-        0 => Bytes::new(),
-        1 => pieces.swap_remove(0),
-        _ => Bytes::from(pieces.concat()),
-    };
-    Ok((parts.headers, bytes))
 }
 
 /// Authenticate a request's caller, then read its body under the cap. A
