@@ -1,5 +1,9 @@
 //! JSON helpers that turn serde failures into [`AdapterError`]s.
 
+use std::borrow::Cow;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::AdapterError;
@@ -14,6 +18,65 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, AdapterError> {
         )),
         Err(e) => Err(errors::invalid_request(format!("invalid JSON body: {e}"))),
     }
+}
+
+/// The fields of a client body that must be a JSON object, each value left
+/// as it was written (checked, not parsed): for adapters that pass most of a
+/// body on and change a few fields.
+pub fn raw_fields(body: &[u8]) -> Result<Vec<(Cow<'_, str>, &RawValue)>, AdapterError> {
+    struct Fields;
+    impl<'de> Visitor<'de> for Fields {
+        type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+            while let Some(name) = map.next_key::<Name<'de>>()? {
+                fields.push((name.0, map.next_value()?));
+            }
+            Ok(fields)
+        }
+    }
+    /// A field name, borrowed unless it has escapes.
+    struct Name<'de>(Cow<'de, str>);
+    impl<'de> Deserialize<'de> for Name<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Text;
+            impl<'de> Visitor<'de> for Text {
+                type Value = Name<'de>;
+
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a field name")
+                }
+
+                fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                    Ok(Name(Cow::Borrowed(s)))
+                }
+
+                fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                    Ok(Name(Cow::Owned(s.to_owned())))
+                }
+            }
+            d.deserialize_str(Text)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let fields = match de
+        .deserialize_map(Fields)
+        .and_then(|f| de.end().map(|()| f))
+    {
+        Ok(fields) => fields,
+        Err(e) if e.is_data() => {
+            return Err(errors::invalid_request(
+                "request body must be a JSON object",
+            ));
+        }
+        Err(e) => return Err(errors::invalid_request(format!("invalid JSON body: {e}"))),
+    };
+    Ok(fields)
 }
 
 /// Parse an upstream body that must be JSON; a failure is the upstream's.

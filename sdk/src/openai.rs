@@ -292,27 +292,57 @@ pub fn bearer_headers(call: &Call) -> Vec<(String, String)> {
 /// Build a chat request for an OpenAI-compatible upstream: the body is the
 /// client's, with `model` set to the upstream model and, on streams,
 /// `stream_options.include_usage` forced on so the upstream reports usage.
+///
+/// The client's other fields pass through as they came, byte for byte and in
+/// their order: the body is checked to be one JSON object, its fields are
+/// found, and the new body is spliced from them. A long prompt is thus
+/// scanned once, not parsed into strings and written out again.
 pub fn prepare_chat(call: &Call, body: &[u8], url: &str) -> Result<UpstreamRequest, AdapterError> {
-    let mut req = json::parse_object(body)?;
-    req.insert("model".to_owned(), Value::String(call.model.clone()));
-    if call.stream {
-        req.insert("stream".to_owned(), Value::Bool(true));
-        let options = req
-            .entry("stream_options")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !options.is_object() {
-            *options = Value::Object(Map::new());
+    let fields = json::raw_fields(body)?;
+    let mut out = Vec::with_capacity(body.len() + call.model.len() + 64);
+    out.push(b'{');
+    let field = |out: &mut Vec<u8>, name: &str, value: &[u8]| {
+        if out.len() > 1 {
+            out.push(b',');
         }
-        if let Some(o) = options.as_object_mut() {
-            o.insert("include_usage".to_owned(), Value::Bool(true));
+        // A name was a JSON string already, or is one of ours: writing it
+        // cannot fail.
+        let _ = serde_json::to_writer(&mut *out, name);
+        out.push(b':');
+        out.extend_from_slice(value);
+    };
+    let model = json::to_vec(&call.model)?;
+    field(&mut out, "model", &model);
+    for (i, (name, value)) in fields.iter().enumerate() {
+        // A name given twice counts once, last: as a parser that keeps one
+        // value per name reads it.
+        if fields[i + 1..].iter().any(|(later, _)| later == name) {
+            continue;
         }
-    } else {
-        req.remove("stream_options");
+        match name.as_ref() {
+            "model" => {}
+            "stream" | "stream_options" if call.stream => {}
+            "stream_options" => {}
+            _ => field(&mut out, name, value.get().as_bytes()),
+        }
     }
+    if call.stream {
+        field(&mut out, "stream", b"true");
+        // The client's own stream options stay, with usage asked for.
+        let mut options = fields
+            .iter()
+            .rev()
+            .find(|(name, _)| name == "stream_options")
+            .and_then(|(_, value)| serde_json::from_str::<Map<String, Value>>(value.get()).ok())
+            .unwrap_or_default();
+        options.insert("include_usage".to_owned(), Value::Bool(true));
+        field(&mut out, "stream_options", &json::to_vec(&options)?);
+    }
+    out.push(b'}');
     Ok(UpstreamRequest::post_json(
         url.to_owned(),
         bearer_headers(call),
-        json::to_vec(&req)?,
+        out,
     ))
 }
 
@@ -519,16 +549,65 @@ mod tests {
     }
 
     #[test]
+    fn prepare_chat_passes_the_clients_fields_as_written() {
+        let c = call("chat.completions", "gpt-up", false);
+        let body = br#"{ "seed" : 7, "model":"alias","messages":[{"role":"user","content":"caf\u00e9 \"q\""}],"stream":false,"stream_options":{"include_usage":true},"z\u0041":1.50}"#;
+        let req = prepare_chat(&c, body, "u").unwrap();
+        assert_eq!(
+            String::from_utf8(req.body).unwrap(),
+            r#"{"model":"gpt-up","seed":7,"messages":[{"role":"user","content":"caf\u00e9 \"q\""}],"stream":false,"zA":1.50}"#,
+            "values byte for byte and in order; stream_options dropped off streams"
+        );
+
+        // On a stream, the client's stream options stay with usage forced on.
+        let c = call("chat.completions", "gpt-up", true);
+        let body = br#"{"stream_options":{"include_usage":false,"x":1},"model":"a","messages":[],"stream":true}"#;
+        let req = prepare_chat(&c, body, "u").unwrap();
+        let value: Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"model": "gpt-up", "messages": [], "stream": true,
+                "stream_options": {"include_usage": true, "x": 1}})
+        );
+        let req = prepare_chat(&c, br#"{"messages":[],"stream_options":null}"#, "u").unwrap();
+        let value: Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(
+            value["stream_options"],
+            serde_json::json!({"include_usage": true})
+        );
+        assert_eq!(value["stream"], true);
+
+        // A name given twice is sent once, with its last value.
+        let c = call("chat.completions", "m", false);
+        let req = prepare_chat(&c, br#"{"n":1,"messages":[],"n":2}"#, "u").unwrap();
+        assert_eq!(req.body, br#"{"model":"m","messages":[],"n":2}"#.to_vec());
+    }
+
+    #[test]
     fn prepare_chat_rejects_non_objects() {
         let c = call("chat.completions", "m", false);
         assert!(matches!(
             prepare_chat(&c, b"[1,2]", "u"),
             Err(AdapterError::InvalidRequest(_))
         ));
-        assert!(matches!(
-            prepare_chat(&c, b"{", "u"),
-            Err(AdapterError::InvalidRequest(_))
-        ));
+        for bad in [
+            &b"{"[..],
+            b"",
+            b"null",
+            b"\"s\"",
+            br#"{"a":1} x"#,
+            br#"{"a":tru}"#,
+            br#"{"a":"\x"}"#,
+        ] {
+            assert!(
+                matches!(
+                    prepare_chat(&c, bad, "u"),
+                    Err(AdapterError::InvalidRequest(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

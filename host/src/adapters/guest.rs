@@ -191,8 +191,8 @@ pub struct Instance {
 /// size for it to be held while a call waits (on the upstream's answer, or
 /// through a stream that may last minutes) or kept warm for the next call:
 /// every page the guest touched stays resident while it is held. Preparing
-/// a long prompt grows it by a few times the prompt's size (about 390 KB
-/// for a 100 KB prompt with the OpenAI adapter).
+/// a long prompt grows it by about twice the prompt's size with the
+/// OpenAI adapter, which splices the body it sends from the one it got.
 pub const HELD_MEMORY_GROWTH: usize = 256 * 1024;
 
 /// A stream translator living in an [`Instance`].

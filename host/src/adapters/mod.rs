@@ -765,7 +765,7 @@ mod tests {
         let mut lease = runtime.instantiate(&adapter).await.unwrap();
         lease
             .instance
-            .prepare_request(&call(true), &prompt(100_000))
+            .prepare_request(&call(true), &prompt(300_000))
             .await
             .unwrap()
             .unwrap();
