@@ -149,8 +149,12 @@ struct Probe {
     model: String,
     stream: bool,
     include_usage: bool,
-    /// Prompt tokens, counted with the model's tokenizer.
+    /// Prompt tokens, counted with the model's tokenizer; estimated past
+    /// [`billing::tokens::COUNTED_AHEAD`] bytes of text.
     prompt_tokens: u64,
+    /// How to count the whole prompt, when `prompt_tokens` is an estimate:
+    /// done only if the upstream reports no usage (see [`PromptTokens`]).
+    recount: Option<Recount>,
     /// The output cap the client set (or, for embeddings, zero).
     max_tokens: Option<u64>,
     /// Client headers the adapter may need (see [`forwarded_headers`]).
@@ -177,6 +181,7 @@ impl Probe {
             stream: false,
             include_usage: false,
             prompt_tokens,
+            recount: None,
             max_tokens: Some(0),
             headers: Vec::new(),
             units: Vec::new(),
@@ -294,6 +299,7 @@ fn probe_chat(body: &[u8]) -> Result<Probe, GatewayError> {
         }
     };
     let (stream, include_usage) = stream_flags(obj)?;
+    let (prompt_tokens, exact) = billing::tokens::estimate_chat(&model, &value);
     Ok(Probe {
         headers: Vec::new(),
         units: Vec::new(),
@@ -301,7 +307,8 @@ fn probe_chat(body: &[u8]) -> Result<Probe, GatewayError> {
         shape: Shape::OpenAi,
         canonical: None,
         endpoint: "chat.completions",
-        prompt_tokens: billing::tokens::count_chat(&model, &value),
+        prompt_tokens,
+        recount: (!exact).then_some(recount_chat as Recount),
         max_tokens: max_tokens(obj),
         model,
         stream,
@@ -309,14 +316,47 @@ fn probe_chat(body: &[u8]) -> Result<Probe, GatewayError> {
     })
 }
 
+/// Counts a whole prompt again, from the request body.
+type Recount = fn(model: &str, body: &[u8]) -> Option<u64>;
+
+fn recount_chat(model: &str, body: &[u8]) -> Option<u64> {
+    let request = serde_json::from_slice(body).ok()?;
+    Some(billing::tokens::count_chat(model, &request))
+}
+
+fn recount_prompt(model: &str, body: &[u8]) -> Option<u64> {
+    recount_field("prompt", model, body)
+}
+
+fn recount_input(model: &str, body: &[u8]) -> Option<u64> {
+    recount_field("input", model, body)
+}
+
+fn recount_field(field: &str, model: &str, body: &[u8]) -> Option<u64> {
+    let request: serde_json::Value = serde_json::from_slice(body).ok()?;
+    input_tokens(model, request.get(field)?)
+}
+
+/// Tokens of a `prompt` or `input` (a string, strings, or token arrays)
+/// within an estimate's budget, and whether they were all counted.
+fn estimate_input(model: &str, input: &serde_json::Value) -> Option<(u64, bool)> {
+    let mut estimate = billing::tokens::Estimate::new(model);
+    let tokens = count_input(input, &mut |text| estimate.text(text))?;
+    Some((tokens, estimate.is_exact()))
+}
+
 /// Tokens of a `prompt` or `input`: a string, strings, or token arrays.
 fn input_tokens(model: &str, input: &serde_json::Value) -> Option<u64> {
+    count_input(input, &mut |text| billing::tokens::count(model, text))
+}
+
+fn count_input(input: &serde_json::Value, count: &mut impl FnMut(&str) -> u64) -> Option<u64> {
     use serde_json::Value;
     match input {
-        Value::String(s) => Some(billing::tokens::count(model, s)),
+        Value::String(s) => Some(count(s)),
         Value::Array(items) if !items.is_empty() => items.iter().try_fold(0u64, |acc, item| {
             let n = match item {
-                Value::String(s) => billing::tokens::count(model, s),
+                Value::String(s) => count(s),
                 Value::Number(_) => 1,
                 Value::Array(tokens) if tokens.iter().all(Value::is_number) => tokens.len() as u64,
                 _ => return None,
@@ -334,7 +374,7 @@ fn probe_completions(body: &[u8]) -> Result<Probe, GatewayError> {
         .ok_or_else(|| GatewayError::invalid("not an object"))?;
     let model = required_model(obj)?;
     let prompt = obj.get("prompt").ok_or_else(|| missing("prompt"))?;
-    let prompt_tokens = input_tokens(&model, prompt).ok_or_else(|| {
+    let (prompt_tokens, exact) = estimate_input(&model, prompt).ok_or_else(|| {
         GatewayError::invalid("`prompt` must be a string, an array of strings or of token arrays.")
             .with_param("prompt")
     })?;
@@ -352,6 +392,7 @@ fn probe_completions(body: &[u8]) -> Result<Probe, GatewayError> {
         stream,
         include_usage,
         prompt_tokens,
+        recount: (!exact).then_some(recount_prompt as Recount),
     })
 }
 
@@ -362,7 +403,7 @@ fn probe_embeddings(body: &[u8]) -> Result<Probe, GatewayError> {
         .ok_or_else(|| GatewayError::invalid("not an object"))?;
     let model = required_model(obj)?;
     let input = obj.get("input").ok_or_else(|| missing("input"))?;
-    let prompt_tokens = input_tokens(&model, input).ok_or_else(|| {
+    let (prompt_tokens, exact) = estimate_input(&model, input).ok_or_else(|| {
         GatewayError::invalid(
             "`input` must be a non-empty string, array of strings or of token arrays.",
         )
@@ -379,6 +420,7 @@ fn probe_embeddings(body: &[u8]) -> Result<Probe, GatewayError> {
         stream: false,
         include_usage: false,
         prompt_tokens,
+        recount: (!exact).then_some(recount_input as Recount),
         max_tokens: Some(0),
     })
 }
@@ -531,7 +573,48 @@ pub(crate) struct CallRecord {
     pub model: String,
     pub request_id: String,
     pub started: Instant,
-    pub prompt_tokens: u64,
+    pub prompt: PromptTokens,
+}
+
+/// The prompt's tokens as billed when the upstream reports none: those
+/// counted at admission, or, where that was an estimate, the whole prompt
+/// counted on first asking (most calls never ask: the upstream reports).
+/// An estimated prompt's body is kept for that until the call ends.
+#[derive(Clone)]
+pub(crate) struct PromptTokens {
+    counted: u64,
+    whole: Option<Arc<WholeCount>>,
+}
+
+struct WholeCount {
+    recount: Recount,
+    body: Bytes,
+    tokens: std::sync::OnceLock<u64>,
+}
+
+impl PromptTokens {
+    fn new(probe: &Probe, body: &Bytes) -> Self {
+        Self {
+            counted: probe.prompt_tokens,
+            whole: probe.recount.map(|recount| {
+                Arc::new(WholeCount {
+                    recount,
+                    body: body.clone(),
+                    tokens: std::sync::OnceLock::new(),
+                })
+            }),
+        }
+    }
+
+    /// Tokens to bill for the prompt of a call to `model`.
+    pub(crate) fn billed(&self, model: &str) -> u64 {
+        match &self.whole {
+            None => self.counted,
+            Some(whole) => *whole
+                .tokens
+                .get_or_init(|| (whole.recount)(model, &whole.body).unwrap_or(self.counted)),
+        }
+    }
 }
 
 async fn relay(
@@ -624,7 +707,7 @@ async fn relay(
         model: probe.model.clone(),
         request_id: request_id.to_owned(),
         started,
-        prompt_tokens: probe.prompt_tokens,
+        prompt: PromptTokens::new(&probe, &body),
     };
     let mut tried: Vec<i64> = Vec::new();
     let mut last_error = None;
@@ -851,7 +934,7 @@ async fn attempt(
         .map_err(|e| from_adapter_error(e, channel))?;
     lease.recycle();
     let usage = translated.usage.clone().unwrap_or_else(|| Usage {
-        input_tokens: record.prompt_tokens,
+        input_tokens: record.prompt.billed(&record.model),
         output_tokens: billing::tokens::count(&record.model, &completion_text(&translated.body)),
         cache_read_tokens: 0,
         cache_write_tokens: 0,
@@ -892,7 +975,7 @@ fn inbound_response(probe: &Probe, body: &[u8]) -> Result<Vec<u8>, GatewayError>
 /// adapter reported none.
 fn with_units(usage: Option<Usage>, probe: &Probe, record: &CallRecord) -> Usage {
     let mut usage = usage.unwrap_or_else(|| Usage {
-        input_tokens: record.prompt_tokens,
+        input_tokens: record.prompt.billed(&record.model),
         output_tokens: 0,
         cache_read_tokens: 0,
         cache_write_tokens: 0,

@@ -180,7 +180,7 @@ impl Pump {
 
     fn usage(&self, record: &CallRecord) -> Usage {
         self.usage.clone().unwrap_or_else(|| Usage {
-            input_tokens: record.prompt_tokens,
+            input_tokens: record.prompt.billed(&record.model),
             output_tokens: billing::tokens::count(&record.model, &self.delivered)
                 + (self.delivered_beyond as u64).div_ceil(4),
             cache_read_tokens: 0,

@@ -224,6 +224,43 @@ async fn cut_and_abandoned_streams_are_charged_for_what_was_delivered() {
     assert_eq!(app.open_holds().await, 0);
 }
 
+/// A prompt longer than what is counted ahead is held on an estimate, and
+/// billed on its whole count when the upstream reports no usage.
+#[tokio::test]
+async fn a_long_prompt_is_billed_whole_when_the_upstream_reports_none() {
+    let (app, mock) = metered_app().await;
+    let (user, key) = app.user_with_key(10_000_000).await;
+    // Words first, digits after: an estimate at the words' rate is wrong.
+    let head = "the quick brown fox jumps over the lazy dog ".repeat(1000);
+    let tail = "31415926535 27182818284 ".repeat(4000);
+    let body = json!({
+        "model": "metered",
+        "messages": [{"role": "user", "content": format!("{head}{tail}")}],
+        "max_tokens": MOCK_COMPLETION_TOKENS,
+        "stream": true,
+    });
+    let (estimate, exact) = transit::billing::tokens::estimate_chat("metered", &body);
+    let whole = transit::billing::tokens::count_chat("metered", &body);
+    assert!(!exact && estimate != whole, "{estimate} {whole}");
+
+    mock.set(Behavior::CutMidStream);
+    sse_data(app.chat(&key, body).await).await;
+    let mut logs = Vec::new();
+    for _ in 0..50 {
+        logs = app.logs().await;
+        if !logs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(logs[0]["content"], "upstream failed mid-stream");
+    assert_eq!(logs[0]["prompt_tokens"], whole as i64);
+    let (quota, charged, _) = app.ledger(user).await;
+    assert_eq!(10_000_000 - quota, charged);
+    assert_eq!(app.open_holds().await, 0);
+}
+
 #[tokio::test]
 async fn a_hold_that_does_not_fit_is_refused_and_touches_nothing() {
     let (app, mock) = metered_app().await;
