@@ -106,6 +106,22 @@ pub fn request_to_chat(body: &[u8], model: &str, stream: bool) -> Result<Vec<u8>
 /// Validated like Anthropic's endpoint: `model` and a non-empty `messages`
 /// array are required; `max_tokens` is not.
 pub fn count_tokens(body: &[u8]) -> Result<u64, GatewayError> {
+    prompt_tokens(body, |model, text| (tokens::count(model, text), true)).map(|(n, _)| n)
+}
+
+/// [`count_tokens`] as the relay counts ahead of a call (see
+/// [`tokens::Estimate`]): the tokens, and whether they were all counted.
+pub fn estimate_tokens(body: &[u8]) -> Result<(u64, bool), GatewayError> {
+    prompt_tokens(body, |model, text| {
+        let mut estimate = tokens::Estimate::new(model);
+        (estimate.text(text), estimate.is_exact())
+    })
+}
+
+fn prompt_tokens(
+    body: &[u8],
+    count: impl FnOnce(&str, &str) -> (u64, bool),
+) -> Result<(u64, bool), GatewayError> {
     let req = parse_object(body)?;
     let model = require_model(&req)?;
     let messages = require_messages(&req)?;
@@ -123,7 +139,8 @@ pub fn count_tokens(body: &[u8]) -> Result<u64, GatewayError> {
     if let Some(tools) = req.get("tools").filter(|t| !t.is_null()) {
         push_line(&mut text, &tools.to_string());
     }
-    Ok(tokens::count(model, &text) + media * IMAGE_TOKENS)
+    let (n, whole) = count(model, &text);
+    Ok((n + media * IMAGE_TOKENS, whole))
 }
 
 fn push_line(buf: &mut String, s: &str) {
@@ -1578,6 +1595,23 @@ mod tests {
         });
         let n2 = count_tokens(with_tools.to_string().as_bytes()).unwrap();
         assert!(n2 > n + IMAGE_TOKENS, "{n2}");
+        assert_eq!(
+            estimate_tokens(with_tools.to_string().as_bytes()).unwrap(),
+            (n2, true)
+        );
+
+        // Past what is counted ahead, an estimate, near the whole count.
+        let long = json!({
+            "model": "claude-sonnet-4-5",
+            "messages": [{"role": "user", "content": "Hello, Claude. ".repeat(10_000)}]
+        });
+        let body = long.to_string();
+        let whole = count_tokens(body.as_bytes()).unwrap();
+        let (guess, exact) = estimate_tokens(body.as_bytes()).unwrap();
+        assert!(
+            !exact && guess.abs_diff(whole) * 100 <= whole,
+            "{guess} {whole}"
+        );
     }
 
     #[test]

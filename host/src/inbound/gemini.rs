@@ -496,6 +496,22 @@ fn convert_generation_config(config: &Value, chat: &mut Map<String, Value>) {
 /// with `model`'s vocabulary (an approximation for Gemini models), plus
 /// [`MEDIA_TOKENS`] per media part.
 pub fn count_tokens(body: &[u8], model: &str) -> Result<u64, GatewayError> {
+    prompt_tokens(body, |text| (tokens::count(model, text), true)).map(|(n, _)| n)
+}
+
+/// [`count_tokens`] as the relay counts ahead of a call (see
+/// [`tokens::Estimate`]): the tokens, and whether they were all counted.
+pub fn estimate_tokens(body: &[u8], model: &str) -> Result<(u64, bool), GatewayError> {
+    prompt_tokens(body, |text| {
+        let mut estimate = tokens::Estimate::new(model);
+        (estimate.text(text), estimate.is_exact())
+    })
+}
+
+fn prompt_tokens(
+    body: &[u8],
+    count: impl FnOnce(&str) -> (u64, bool),
+) -> Result<(u64, bool), GatewayError> {
     let req = parse_object(body)?;
     let source = field(&req, "generateContentRequest").unwrap_or(&req);
     let Some(contents) = field(source, "contents").and_then(Value::as_array) else {
@@ -540,7 +556,8 @@ pub fn count_tokens(body: &[u8], model: &str) -> Result<u64, GatewayError> {
     if let Some(tools) = field(source, "tools") {
         push(&tools.to_string());
     }
-    Ok(tokens::count(model, &text) + media * MEDIA_TOKENS)
+    let (n, whole) = count(&text);
+    Ok((n + media * MEDIA_TOKENS, whole))
 }
 
 /// `embedContent` (`{content: {parts: [{text}]}}`) → an OpenAI embeddings
@@ -1445,6 +1462,19 @@ mod tests {
         }});
         let m = count_tokens(wrapped.to_string().as_bytes(), "gemini-2.5-flash").unwrap();
         assert!(m > n + MEDIA_TOKENS, "{m}");
+        assert_eq!(
+            estimate_tokens(wrapped.to_string().as_bytes(), "gemini-2.5-flash").unwrap(),
+            (m, true)
+        );
+        let long =
+            json!({"contents": [{"parts": [{"text": "The quick brown fox. ".repeat(10_000)}]}]});
+        let body = long.to_string();
+        let whole = count_tokens(body.as_bytes(), "gemini-2.5-flash").unwrap();
+        let (guess, exact) = estimate_tokens(body.as_bytes(), "gemini-2.5-flash").unwrap();
+        assert!(
+            !exact && guess.abs_diff(whole) * 100 <= whole,
+            "{guess} {whole}"
+        );
         let e = count_tokens(b"{}", "g").unwrap_err();
         assert_eq!(e.param.as_deref(), Some("contents"));
         assert!(count_tokens(b"not json", "g").is_err());

@@ -37,12 +37,21 @@ fn probe_messages(body: &[u8]) -> Result<Probe, GatewayError> {
         }
     };
     let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let prompt_tokens = inbound::anthropic::count_tokens(body)?;
+    let (prompt_tokens, exact) = inbound::anthropic::estimate_tokens(body)?;
     let mut probe = Probe::input_only("chat.completions", model, prompt_tokens);
+    probe.recount = (!exact).then_some(recount_messages as super::Recount);
     probe.max_tokens = Some(max);
     probe.stream = stream;
     probe.shape = Shape::Anthropic;
     Ok(probe)
+}
+
+fn recount_messages(_model: &str, body: &[u8]) -> Option<u64> {
+    inbound::anthropic::count_tokens(body).ok()
+}
+
+fn recount_generate(model: &str, body: &[u8]) -> Option<u64> {
+    inbound::gemini::count_tokens(body, model).ok()
 }
 
 fn probe_responses(body: &[u8]) -> Result<Probe, GatewayError> {
@@ -111,8 +120,9 @@ fn probe_generate(body: &[u8], model: &str, stream: bool) -> Result<Probe, Gatew
     // Translated here, before anything is held: it checks the request, and
     // is what attempts on channels that do not speak Gemini send.
     let canonical = inbound::gemini::request_to_chat(body, model, stream)?;
-    let prompt_tokens = inbound::gemini::count_tokens(body, model)?;
+    let (prompt_tokens, exact) = inbound::gemini::estimate_tokens(body, model)?;
     let mut probe = Probe::input_only("chat.completions", model.to_owned(), prompt_tokens);
+    probe.recount = (!exact).then_some(recount_generate as super::Recount);
     probe.max_tokens = gemini_max_tokens(&obj).or(max_tokens(&obj));
     probe.stream = stream;
     probe.shape = Shape::Gemini;
