@@ -54,6 +54,14 @@ fn recount_generate(model: &str, body: &[u8]) -> Option<u64> {
     inbound::gemini::count_tokens(body, model).ok()
 }
 
+/// The client's body is translated again: whether it streams does not
+/// change what its prompt counts.
+fn recount_responses(model: &str, body: &[u8]) -> Option<u64> {
+    let canonical = inbound::responses::request_to_chat(body, model, false).ok()?;
+    let chat = serde_json::from_slice(&canonical).ok()?;
+    Some(crate::billing::tokens::count_chat(model, &chat))
+}
+
 fn probe_responses(body: &[u8]) -> Result<Probe, GatewayError> {
     let obj = object(body, "`model` and `input`")?;
     let model = super::required_model(&obj)?;
@@ -63,8 +71,9 @@ fn probe_responses(body: &[u8]) -> Result<Probe, GatewayError> {
     let canonical = inbound::responses::request_to_chat(body, &model, stream)?;
     let chat: Value = serde_json::from_slice(&canonical)
         .map_err(|e| GatewayError::internal(format!("translating the request failed: {e}")))?;
-    let prompt_tokens = crate::billing::tokens::count_chat(&model, &chat);
+    let (prompt_tokens, exact) = crate::billing::tokens::estimate_chat(&model, &chat);
     let mut probe = Probe::input_only("chat.completions", model, prompt_tokens);
+    probe.recount = (!exact).then_some(recount_responses as super::Recount);
     probe.max_tokens = obj.get("max_output_tokens").and_then(Value::as_u64);
     probe.stream = stream;
     probe.shape = Shape::Responses;
@@ -221,5 +230,42 @@ pub async fn gemini(
             let body = Shape::Gemini.error_body(&e);
             e.into_response_with(body)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each native shape holds on an estimate past what is counted ahead,
+    /// and its recount is the whole count of the same prompt.
+    #[test]
+    fn long_native_prompts_are_estimated_and_recounted_whole() {
+        let text = "Hello there, gateway. ".repeat(4_000);
+        let responses = json!({"model": "gpt-4o", "input": text}).to_string();
+        let messages = json!({"model": "claude-sonnet-4-5", "max_tokens": 16,
+            "messages": [{"role": "user", "content": text}]})
+        .to_string();
+        let generate = json!({"contents": [{"parts": [{"text": text}]}]}).to_string();
+        let probes = [
+            (probe_responses(responses.as_bytes()).unwrap(), &responses),
+            (probe_messages(messages.as_bytes()).unwrap(), &messages),
+            (
+                probe_generate(generate.as_bytes(), "gemini-2.5-flash", false).unwrap(),
+                &generate,
+            ),
+        ];
+        for (probe, body) in probes {
+            let recount = probe.recount.expect("an estimate");
+            let whole = recount(&probe.model, body.as_bytes()).unwrap();
+            assert!(whole > 20_000, "{whole}");
+            assert!(
+                probe.prompt_tokens.abs_diff(whole) * 100 <= whole,
+                "{} against {whole}",
+                probe.prompt_tokens
+            );
+        }
+        let short = json!({"model": "gpt-4o", "input": "Hi"}).to_string();
+        assert!(probe_responses(short.as_bytes()).unwrap().recount.is_none());
     }
 }
