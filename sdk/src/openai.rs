@@ -313,12 +313,19 @@ pub fn prepare_chat(call: &Call, body: &[u8], url: &str) -> Result<UpstreamReque
     };
     let model = json::to_vec(&call.model)?;
     field(&mut out, "model", &model);
-    for (i, (name, value)) in fields.iter().enumerate() {
-        // A name given twice counts once, last: as a parser that keeps one
-        // value per name reads it.
-        if fields[i + 1..].iter().any(|(later, _)| later == name) {
-            continue;
-        }
+    // A name given twice counts once, last: as a parser that keeps one
+    // value per name reads it.
+    let mut seen = std::collections::BTreeSet::new();
+    let last: Vec<bool> = fields
+        .iter()
+        .rev()
+        .map(|(name, _)| seen.insert(name.as_ref()))
+        .collect();
+    for ((name, value), _) in fields
+        .iter()
+        .zip(last.iter().rev())
+        .filter(|(_, last)| **last)
+    {
         match name.as_ref() {
             "model" => {}
             "stream" | "stream_options" if call.stream => {}
@@ -581,6 +588,8 @@ mod tests {
         let c = call("chat.completions", "m", false);
         let req = prepare_chat(&c, br#"{"n":1,"messages":[],"n":2}"#, "u").unwrap();
         assert_eq!(req.body, br#"{"model":"m","messages":[],"n":2}"#.to_vec());
+        let req = prepare_chat(&c, br#"{"n":1,"a":1,"n":2,"b":2,"a":3}"#, "u").unwrap();
+        assert_eq!(req.body, br#"{"model":"m","n":2,"b":2,"a":3}"#.to_vec());
     }
 
     #[test]
