@@ -6,9 +6,12 @@
 //! sizes with `KEEP_RESIDENT_KIB=0,64,256`.
 #![allow(clippy::panic, reason = "a benchmark stops on a broken invariant")]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use transit::adapters::{Call, ChannelInfo, Event, Runtime, UpstreamResponse};
+use common::{chat_call, median};
+use transit::adapters::{Event, Runtime, UpstreamResponse};
 use transit::config::AdapterConfig;
 
 const REQUEST: &[u8] =
@@ -16,45 +19,12 @@ const REQUEST: &[u8] =
 const RESPONSE: &[u8] = br#"{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":9,"total_tokens":21}}"#;
 const CHUNK: &[u8] = br#"{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"token "},"finish_reason":null}]}"#;
 
-fn call(stream: bool) -> Call {
-    Call {
-        endpoint: "chat.completions".into(),
-        model: "m".into(),
-        stream,
-        include_usage: false,
-        headers: vec![],
-        channel: ChannelInfo {
-            kind: "openai".into(),
-            base_url: "http://127.0.0.1:9100".into(),
-            api_key: "sk-bench".into(),
-            options: vec![],
-        },
-    }
-}
-
-async fn median<F, Fut>(ops: usize, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut samples = Vec::new();
-    for _ in 0..15 {
-        let start = Instant::now();
-        for _ in 0..ops {
-            f().await;
-        }
-        samples.push(start.elapsed() / ops as u32);
-    }
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
 /// Median per-request time of instantiating and of a whole plain call.
 async fn instantiate_and_call(
     runtime: &Runtime,
     adapter: &std::sync::Arc<transit::adapters::LoadedAdapter>,
 ) -> (Duration, Duration) {
-    let instantiate = median(500, || async move {
+    let instantiate = median(15, 500, || async move {
         drop(
             runtime
                 .instantiate(adapter)
@@ -63,12 +33,12 @@ async fn instantiate_and_call(
         );
     })
     .await;
-    let plain = median(500, || async move {
+    let plain = median(15, 500, || async move {
         let mut lease = runtime
             .instantiate(adapter)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let c = call(false);
+        let c = chat_call(false);
         let _ = lease.instance.prepare_request(&c, REQUEST).await;
         let response = UpstreamResponse {
             status: 200,
@@ -123,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
 
     let (_, runtime, adapter, _) = &runtimes[runtimes.len() - 1];
     let mut lease = runtime.instantiate(adapter).await?;
-    let c = call(true);
+    let c = chat_call(true);
     let stream = lease
         .instance
         .open_stream(&c)
@@ -133,6 +103,8 @@ async fn main() -> anyhow::Result<()> {
         name: None,
         data: CHUNK.to_vec(),
     }];
+    // The instance is borrowed mutably by each push, so this loop cannot
+    // go through `median`'s closure.
     let mut per_event = Vec::new();
     for _ in 0..15 {
         let start = Instant::now();

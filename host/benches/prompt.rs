@@ -6,27 +6,12 @@
 //! `PROMPT_BYTES=1000,100000,1000000`. Prints the median of 9 runs.
 #![allow(clippy::panic, reason = "a benchmark stops on a broken invariant")]
 
-use std::time::{Duration, Instant};
+mod common;
 
-use transit::adapters::{Call, ChannelInfo, Runtime};
+use common::{chat_call, median};
+use transit::adapters::Runtime;
 use transit::billing::tokens;
 use transit::config::AdapterConfig;
-
-fn call() -> Call {
-    Call {
-        endpoint: "chat.completions".into(),
-        model: "m".into(),
-        stream: false,
-        include_usage: false,
-        headers: vec![],
-        channel: ChannelInfo {
-            kind: "openai".into(),
-            base_url: "http://127.0.0.1:9100".into(),
-            api_key: "sk-bench".into(),
-            options: vec![],
-        },
-    }
-}
 
 /// A chat request whose one message is `bytes` of English-like text, as
 /// the harness's `mixed` scenario sends.
@@ -38,21 +23,6 @@ fn request(bytes: usize) -> Vec<u8> {
         "messages": [{"role": "user", "content": text}],
     }))
     .unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn median<F, Fut>(mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut samples = Vec::new();
-    for _ in 0..9 {
-        let start = Instant::now();
-        f().await;
-        samples.push(start.elapsed());
-    }
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 #[tokio::main]
@@ -76,36 +46,36 @@ async fn main() -> anyhow::Result<()> {
     );
     for bytes in sizes {
         let body = request(bytes);
-        let parse = median(|| async {
+        let parse = median(9, 1, || async {
             let v: serde_json::Value =
                 serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
             std::hint::black_box(v);
         })
         .await;
         let value: serde_json::Value = serde_json::from_slice(&body)?;
-        let count = median(|| async {
+        let count = median(9, 1, || async {
             std::hint::black_box(tokens::count_chat("bench", &value));
         })
         .await;
-        let estimate = median(|| async {
+        let estimate = median(9, 1, || async {
             std::hint::black_box(tokens::estimate_chat("bench", &value));
         })
         .await;
-        let guest = median(|| async {
+        let guest = median(9, 1, || async {
             let mut lease = runtime
                 .instantiate(&adapter)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             let prepared = lease
                 .instance
-                .prepare_request(&call(), &body)
+                .prepare_request(&chat_call(false), &body)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"))
                 .unwrap_or_else(|e| panic!("{e:?}"));
             std::hint::black_box(prepared);
         })
         .await;
-        let copy = median(|| async {
+        let copy = median(9, 1, || async {
             std::hint::black_box(body.to_vec());
         })
         .await;

@@ -153,14 +153,7 @@ async fn a_call_abandoned_while_the_upstream_works_is_charged_its_prompt() {
     assert_eq!(mock.requests(), 1);
     assert!(!call.is_finished(), "the slow answer came early");
     call.abort();
-    let mut logs = Vec::new();
-    for _ in 0..50 {
-        logs = app.logs().await;
-        if !logs.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let logs = app.wait_logs(1).await;
     assert_eq!(logs.len(), 1, "{logs:?}");
     let log = &logs[0];
     assert_eq!(
@@ -195,14 +188,7 @@ async fn cut_and_abandoned_streams_are_charged_for_what_was_delivered() {
     }
     drop(r);
     // The gateway notices, stops reading the upstream and settles.
-    let mut logs = Vec::new();
-    for _ in 0..50 {
-        logs = app.logs().await;
-        if logs.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let logs = app.wait_logs(2).await;
     assert_eq!(logs.len(), 2, "{logs:?}");
     let abandoned = &logs[0];
     assert_eq!(abandoned["content"], "client disconnected");
@@ -245,14 +231,7 @@ async fn a_long_prompt_is_billed_whole_when_the_upstream_reports_none() {
 
     mock.set(Behavior::CutMidStream);
     sse_data(app.chat(&key, body).await).await;
-    let mut logs = Vec::new();
-    for _ in 0..50 {
-        logs = app.logs().await;
-        if !logs.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let logs = app.wait_logs(1).await;
     assert_eq!(logs.len(), 1, "{logs:?}");
     assert_eq!(logs[0]["content"], "upstream failed mid-stream");
     assert_eq!(logs[0]["prompt_tokens"], whole as i64);
@@ -541,14 +520,7 @@ async fn holds_left_by_a_killed_process_are_settled_after_restart() {
         c.billing.hold_lease_secs = 600;
     })
     .await;
-    let mut left = 4;
-    for _ in 0..200 {
-        left = app.open_holds().await;
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let left = app.wait_holds_returned().await;
     assert_eq!(left, 0, "holds were not recovered");
     let (quota, charged, _) = app.ledger(user).await;
     assert_eq!(
@@ -707,14 +679,7 @@ async fn a_credit_line_of_a_killed_process_is_returned() {
         c.billing.hold_lease_secs = 2;
     })
     .await;
-    let mut left = 1;
-    for _ in 0..200 {
-        left = app.open_holds().await;
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let left = app.wait_holds_returned().await;
     assert_eq!(left, 0, "the line was not returned");
     let (quota, charged, _) = app.ledger(user).await;
     assert_eq!(charged, 3 * METERED_COST);

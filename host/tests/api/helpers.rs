@@ -242,6 +242,34 @@ impl TestApp {
         v["data"].as_array().unwrap().clone()
     }
 
+    /// The log rows once there are at least `n` of them, or what there is
+    /// after five seconds: for calls that settle after the client has gone.
+    pub async fn wait_logs(&self, n: usize) -> Vec<Value> {
+        let mut logs = Vec::new();
+        for _ in 0..50 {
+            logs = self.logs().await;
+            if logs.len() >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        logs
+    }
+
+    /// The holds still open once none are, or after twenty seconds: for
+    /// holds a sweep returns when their lease runs out.
+    pub async fn wait_holds_returned(&self) -> i64 {
+        let mut left = self.open_holds().await;
+        for _ in 0..200 {
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            left = self.open_holds().await;
+        }
+        left
+    }
+
     /// (balance, sum of charges logged, sum of top-ups logged) of a user.
     pub async fn ledger(&self, user_id: i64) -> (i64, i64, i64) {
         self.settled().await;
