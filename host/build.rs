@@ -3,6 +3,9 @@
 //! embedded. The adapters are built by a nested cargo into their own target
 //! directory (`target/wasm-adapters`), which keeps the outer build's lock free
 //! and lets every profile share one adapter build.
+//!
+//! It also writes the tokenizer vocabularies' tables
+//! (`src/billing/vocab_table.rs`), which the binary reads where they lie.
 
 use std::env;
 use std::fs;
@@ -10,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
+
+#[path = "src/billing/vocab_table.rs"]
+#[allow(dead_code, reason = "the build only writes the tables")]
+mod vocab_table;
 
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "wasm";
@@ -38,6 +45,10 @@ fn main() {
         println!("cargo::error=building the built-in adapters failed: {e}");
         std::process::exit(1);
     }
+    if let Err(e) = vocabularies() {
+        println!("cargo::error=writing the tokenizer vocabularies failed: {e}");
+        std::process::exit(1);
+    }
 }
 
 fn run() -> Result<(), String> {
@@ -53,6 +64,7 @@ fn run() -> Result<(), String> {
         "sdk",
         "adapters",
         "host/tests/fixtures",
+        "host/src/billing/vocab_table.rs",
         "Cargo.toml",
         "Cargo.lock",
     ] {
@@ -157,8 +169,53 @@ fn ensure_target_installed() -> Result<(), String> {
 
 fn copy_if_changed(from: &Path, to: &Path) -> Result<(), String> {
     let new = fs::read(from).map_err(|e| format!("reading {}: {e}", from.display()))?;
-    if fs::read(to).ok().as_deref() == Some(new.as_slice()) {
+    write_if_changed(to, &new)
+}
+
+/// The built-in vocabularies' tables, and `vocabularies.rs` naming them:
+/// (constant, `tiktoken-rs` encoder, ordinary tokens, ranks 0 to n - 1).
+fn vocabularies() -> Result<(), String> {
+    type Encoder = fn() -> anyhow::Result<tiktoken_rs::CoreBPE>;
+    const VOCABULARIES: &[(&str, Encoder, u32)] = &[
+        ("O200K_BASE", tiktoken_rs::o200k_base, 199_998),
+        ("CL100K_BASE", tiktoken_rs::cl100k_base, 100_256),
+    ];
+    let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
+    let mut generated = String::new();
+    for &(name, encoder, size) in VOCABULARIES {
+        let bpe = encoder().map_err(|e| format!("{name}: {e}"))?;
+        let specials = bpe.special_tokens();
+        let mut tokens = Vec::with_capacity(size as usize);
+        for rank in 0..size {
+            let bytes = bpe
+                .decode_bytes(&[rank])
+                .map_err(|_| format!("{name} has no token of rank {rank}"))?;
+            if std::str::from_utf8(&bytes).is_ok_and(|t| specials.contains(t)) {
+                return Err(format!("{name}: rank {rank} is a special token"));
+            }
+            tokens.push(bytes);
+        }
+        let (bytes, starts, slots) = vocab_table::build(tokens.iter().map(Vec::as_slice));
+        let mut fields = String::new();
+        for (table, data) in [("bytes", bytes), ("starts", starts), ("slots", slots)] {
+            let file = out_dir.join(format!("{}.{table}", name.to_ascii_lowercase()));
+            write_if_changed(&file, &data)?;
+            fields.push_str(&format!(
+                "    {table}: include_bytes!({:?}),\n",
+                file.display().to_string()
+            ));
+        }
+        generated.push_str(&format!(
+            "pub const {name}: crate::billing::vocab_table::Tables<'static> = \
+             crate::billing::vocab_table::Tables {{\n{fields}}};\n"
+        ));
+    }
+    write_if_changed(&out_dir.join("vocabularies.rs"), generated.as_bytes())
+}
+
+fn write_if_changed(to: &Path, data: &[u8]) -> Result<(), String> {
+    if fs::read(to).ok().as_deref() == Some(data) {
         return Ok(());
     }
-    fs::write(to, new).map_err(|e| format!("writing {}: {e}", to.display()))
+    fs::write(to, data).map_err(|e| format!("writing {}: {e}", to.display()))
 }

@@ -2,11 +2,13 @@
 //!
 //! tiktoken's own structures keep each vocabulary several times over (bytes
 //! to rank, rank to bytes, sorted bytes, a regex per thread): about 41 MB
-//! resident for `o200k_base` and 23 MB for `cl100k_base`. Counting needs
-//! only bytes → rank, so a [`Vocabulary`] keeps every token's bytes back to
-//! back in one buffer and an index of ranks hashed by those bytes: about
-//! 4 MB for `o200k_base`. The vocabularies still come from `tiktoken-rs`,
-//! read out once when a vocabulary is first used.
+//! resident for `o200k_base` and 23 MB for `cl100k_base`, built from its
+//! base64 files at start. Counting needs only bytes → rank, so a
+//! [`Vocabulary`] reads the flat tables of [`super::vocab_table`]: the
+//! build writes them for the built-in vocabularies (`build.rs`, from
+//! `tiktoken-rs`), and the binary reads them where they lie, so a
+//! vocabulary costs no start-up work and no heap, and only the pages a
+//! count touches become resident.
 //!
 //! The counts are tiktoken's: text is split with the vocabulary's pattern,
 //! and each piece that is not a token is merged pair by pair, lowest rank
@@ -18,13 +20,13 @@
 //! on the `regex` crate's automata, and gives the look-ahead's answer back
 //! by hand.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
 use regex::Regex;
-use rustc_hash::FxBuildHasher;
+
+use super::vocab_table::Tables;
 
 type Rank = u32;
 
@@ -100,78 +102,50 @@ fn is_spaces_run(piece: &str) -> bool {
 /// One vocabulary: its pre-tokenizing pattern and its ranks.
 pub struct Vocabulary {
     pattern: Splitter,
-    /// Every token's bytes, back to back, in rank order.
-    bytes: Vec<u8>,
-    /// Where the token of rank `r` starts in `bytes`; one more entry at the
-    /// end marks where the last one ends.
-    starts: Vec<u32>,
-    /// Ranks, found by their bytes.
-    index: HashTable<Rank>,
-    hasher: FxBuildHasher,
+    /// The tables of [`vocab_table`]: borrowed from the binary for the
+    /// built-in vocabularies, owned for one built at run time.
+    bytes: Cow<'static, [u8]>,
+    starts: Cow<'static, [u8]>,
+    slots: Cow<'static, [u8]>,
 }
 
 impl Vocabulary {
     /// A vocabulary of `tokens` (the bytes of rank 0, 1, ...) split with
-    /// `pattern`.
+    /// `pattern`, its tables built now.
+    #[cfg(test)]
     pub fn new<'a>(
         pattern: &str,
         tokens: impl IntoIterator<Item = &'a [u8]>,
     ) -> anyhow::Result<Self> {
-        let mut vocabulary = Self {
+        let (bytes, starts, slots) = super::vocab_table::build(tokens);
+        Ok(Self {
             pattern: Splitter::new(pattern)?,
-            bytes: Vec::new(),
-            starts: vec![0],
-            index: HashTable::new(),
-            hasher: FxBuildHasher,
-        };
-        for token in tokens {
-            vocabulary.bytes.extend_from_slice(token);
-            vocabulary.starts.push(vocabulary.bytes.len() as u32);
-        }
-        let ranks = vocabulary.starts.len() - 1;
-        let mut index = HashTable::with_capacity(ranks);
-        for rank in 0..ranks as Rank {
-            let token = vocabulary.token(rank);
-            let hash = vocabulary.hasher.hash_one(token);
-            index.insert_unique(hash, rank, |&r| {
-                vocabulary.hasher.hash_one(vocabulary.token(r))
-            });
-        }
-        vocabulary.index = index;
-        vocabulary.bytes.shrink_to_fit();
-        vocabulary.starts.shrink_to_fit();
-        Ok(vocabulary)
+            bytes: Cow::Owned(bytes),
+            starts: Cow::Owned(starts),
+            slots: Cow::Owned(slots),
+        })
     }
 
-    /// A vocabulary read out of a tiktoken encoder: its `size` ordinary
-    /// tokens, ranks 0 to `size - 1` (special tokens are not among them).
-    pub fn from_tiktoken(
-        bpe: &tiktoken_rs::CoreBPE,
-        pattern: &str,
-        size: Rank,
-    ) -> anyhow::Result<Self> {
-        let specials = bpe.special_tokens();
-        let mut tokens = Vec::with_capacity(size as usize);
-        for rank in 0..size {
-            let bytes = bpe
-                .decode_bytes(&[rank])
-                .map_err(|_| anyhow::anyhow!("the vocabulary has no token of rank {rank}"))?;
-            if std::str::from_utf8(&bytes).is_ok_and(|t| specials.contains(t)) {
-                anyhow::bail!("rank {rank} is a special token");
-            }
-            tokens.push(bytes);
-        }
-        Self::new(pattern, tokens.iter().map(Vec::as_slice))
+    /// A vocabulary over tables the build wrote, split with `pattern`.
+    pub fn built_in(pattern: &str, tables: Tables<'static>) -> anyhow::Result<Self> {
+        Ok(Self {
+            pattern: Splitter::new(pattern)?,
+            bytes: Cow::Borrowed(tables.bytes),
+            starts: Cow::Borrowed(tables.starts),
+            slots: Cow::Borrowed(tables.slots),
+        })
     }
 
-    fn token(&self, rank: Rank) -> &[u8] {
-        let r = rank as usize;
-        &self.bytes[self.starts[r] as usize..self.starts[r + 1] as usize]
+    fn tables(&self) -> Tables<'_> {
+        Tables {
+            bytes: &self.bytes,
+            starts: &self.starts,
+            slots: &self.slots,
+        }
     }
 
     fn rank(&self, piece: &[u8]) -> Option<Rank> {
-        let hash = self.hasher.hash_one(piece);
-        self.index.find(hash, |&r| self.token(r) == piece).copied()
+        self.tables().rank(piece)
     }
 
     fn pair_rank(&self, piece: &[u8]) -> Rank {
@@ -294,7 +268,8 @@ mod tests {
     #[test]
     fn merges_lowest_rank_first_and_counts_parts() {
         let v = toy();
-        assert_eq!(v.starts.len(), 262);
+        assert_eq!(v.tables().ranks(), 261);
+        assert_eq!(v.tables().token(258), b"abc");
         // "abcdx": ab (the lowest pair), then abc, then abcd; x stays.
         assert_eq!(v.count("abcd"), 1);
         assert_eq!(v.count("abcdx"), 2);

@@ -20,6 +20,7 @@
 mod bpe;
 pub mod pricing;
 pub mod tokens;
+mod vocab_table;
 
 use std::collections::HashMap;
 use std::sync::Arc;

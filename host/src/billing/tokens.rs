@@ -14,31 +14,32 @@ use serde_json::Value;
 
 use super::bpe::Vocabulary;
 
-static O200K: LazyLock<Option<Vocabulary>> = LazyLock::new(|| {
-    read_out(
-        tiktoken_rs::o200k_base(),
-        tiktoken_rs::O200K_BASE_PAT_STR,
-        199_998,
-    )
-});
+static O200K: LazyLock<Option<Vocabulary>> =
+    LazyLock::new(|| built_in(O200K_PATTERN, vocabularies::O200K_BASE));
 static CL100K: LazyLock<Option<Vocabulary>> =
-    LazyLock::new(|| read_out(tiktoken_rs::cl100k_base(), CL100K_PATTERN, 100_256));
+    LazyLock::new(|| built_in(CL100K_PATTERN, vocabularies::CL100K_BASE));
+
+/// The vocabularies' tables, written by the build (`build.rs`) from
+/// `tiktoken-rs`'s `o200k_base` and `cl100k_base`.
+mod vocabularies {
+    include!(concat!(env!("OUT_DIR"), "/vocabularies.rs"));
+}
+
+/// `o200k_base`'s pre-tokenizing pattern, as tiktoken publishes it.
+const O200K_PATTERN: &str = concat!(
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+);
 
 /// `cl100k_base`'s pre-tokenizing pattern, as tiktoken publishes it.
 const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
 
-/// A compact copy of a tiktoken vocabulary of `size` ordinary tokens;
-/// tiktoken's own is dropped.
-fn read_out(
-    encoder: anyhow::Result<tiktoken_rs::CoreBPE>,
-    pattern: &str,
-    size: u32,
-) -> Option<Vocabulary> {
-    let vocabulary = encoder.and_then(|bpe| Vocabulary::from_tiktoken(&bpe, pattern, size));
-    match vocabulary {
+fn built_in(pattern: &str, tables: super::vocab_table::Tables<'static>) -> Option<Vocabulary> {
+    match Vocabulary::built_in(pattern, tables) {
         Ok(v) => Some(v),
         Err(e) => {
-            tracing::error!(error = %e, "a tokenizer vocabulary could not be read: counts fall back to four bytes a token");
+            tracing::error!(error = %e, "a tokenizer's pattern could not be compiled: counts fall back to four bytes a token");
             None
         }
     }
@@ -48,9 +49,9 @@ fn read_out(
 /// price; high-detail images cost more, and the upstream's report wins).
 const IMAGE_TOKENS: u64 = 85;
 
-/// Load `o200k_base` now rather than on the first request: it counts for
-/// every current model. `cl100k_base` loads on the first call of a GPT-4 or
-/// GPT-3.5 model.
+/// Compile `o200k_base`'s pattern now rather than on the first request: it
+/// counts for every current model. `cl100k_base`'s compiles on the first
+/// call of a GPT-4 or GPT-3.5 model.
 pub fn warm_up() {
     LazyLock::force(&O200K);
 }
@@ -201,6 +202,34 @@ fn content_tokens(content: Option<&Value>, count: &mut impl FnMut(&str) -> u64) 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The tables the build wrote hold every ordinary token of tiktoken's
+    /// vocabularies at its rank, and find each by its bytes.
+    #[test]
+    fn the_built_in_tables_are_tiktokens_vocabularies() {
+        assert_eq!(O200K_PATTERN, tiktoken_rs::O200K_BASE_PAT_STR);
+        for (tables, bpe, size) in [
+            (
+                vocabularies::O200K_BASE,
+                tiktoken_rs::o200k_base().unwrap(),
+                199_998,
+            ),
+            (
+                vocabularies::CL100K_BASE,
+                tiktoken_rs::cl100k_base().unwrap(),
+                100_256,
+            ),
+        ] {
+            assert_eq!(tables.ranks(), size);
+            for rank in 0..size as u32 {
+                let token = tables.token(rank);
+                assert_eq!(token, bpe.decode_bytes(&[rank]).unwrap(), "rank {rank}");
+                assert_eq!(tables.rank(token), Some(rank));
+            }
+            assert_eq!(tables.rank(b"<|endoftext|>"), None);
+            assert_eq!(tables.rank(b""), None);
+        }
+    }
 
     #[test]
     fn counts_with_the_models_vocabulary() {
