@@ -22,15 +22,19 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+use super::AdapterInfo;
 
 /// Artifacts not loaded for this long are removed at start.
 const UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 /// A temporary file this old was left by a process that died mid-write.
 const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 const EXTENSION: &str = "cwasm";
+const INFO_EXTENSION: &str = "info";
 
 /// The artifact directory of one engine configuration.
 #[derive(Clone, Debug)]
@@ -120,6 +124,56 @@ impl Artifacts {
             .join(format!("{digest}-{}.{EXTENSION}", self.engine))
     }
 
+    /// The engine configuration's name in file names.
+    #[cfg(test)]
+    pub(super) fn engine_tag(&self) -> &str {
+        &self.engine
+    }
+
+    fn info_path_for(&self, digest: &str) -> PathBuf {
+        self.path_for(digest).with_extension(INFO_EXTENSION)
+    }
+
+    /// What the component of `digest` answered to `info()` when it was
+    /// first loaded, if that was kept and reads back whole.
+    pub(super) fn info(&self, digest: &str) -> Option<AdapterInfo> {
+        let path = self.info_path_for(digest);
+        let kept: Value = serde_json::from_slice(&fs::read(&path).ok()?).ok()?;
+        let text = |field: &str| kept.get(field)?.as_str().map(str::to_owned);
+        let endpoints = kept
+            .get("endpoints")?
+            .as_array()?
+            .iter()
+            .map(|e| e.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()?;
+        let info = AdapterInfo {
+            name: text("name").filter(|n| !n.is_empty())?,
+            version: text("version")?,
+            endpoints,
+            description: text("description")?,
+        };
+        touch(&path);
+        Some(info)
+    }
+
+    /// Keep what the component of `digest` answered to `info()`. Best
+    /// effort: without the file, the next start asks the adapter again.
+    pub(super) fn keep_info(&self, digest: &str, info: &AdapterInfo) {
+        let kept = json!({
+            "name": info.name,
+            "version": info.version,
+            "endpoints": info.endpoints,
+            "description": info.description,
+        });
+        let path = self.info_path_for(digest);
+        if let Err(e) = self.write(&path, kept.to_string().as_bytes()) {
+            tracing::debug!(
+                error = format!("{e:#}"),
+                "cannot keep an adapter's info beside its artifact"
+            );
+        }
+    }
+
     /// Write `compiled` under `path` without ever exposing a partial file.
     fn write(&self, path: &Path, compiled: &[u8]) -> anyhow::Result<()> {
         let tmp = self.dir.join(format!(
@@ -139,7 +193,7 @@ impl Artifacts {
         if written.is_err() {
             let _ = fs::remove_file(&tmp);
         }
-        written.with_context(|| format!("writing the compiled adapter {}", path.display()))
+        written.with_context(|| format!("writing {}", path.display()))
     }
 
     /// Remove artifacts unused for [`UNUSED_FOR`] and temporary files left
@@ -156,7 +210,10 @@ impl Artifacts {
             let name = name.to_string_lossy();
             let limit = if name.starts_with('.') && name.ends_with(".tmp") {
                 ABANDONED_AFTER
-            } else if path.extension().is_some_and(|e| e == EXTENSION) {
+            } else if path
+                .extension()
+                .is_some_and(|e| e == EXTENSION || e == INFO_EXTENSION)
+            {
                 UNUSED_FOR
             } else {
                 continue;
@@ -307,7 +364,9 @@ mod tests {
                 .unwrap();
         };
         aged("old-e.cwasm", old);
+        aged("old-e.info", old);
         aged("fresh-e.cwasm", SystemTime::now());
+        aged("fresh-e.info", SystemTime::now());
         aged(".old-e.cwasm.1-a.tmp", old);
         aged("notes.txt", old);
         Artifacts::open(dir.path(), &engine()).unwrap();
@@ -317,6 +376,6 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        assert_eq!(left, ["fresh-e.cwasm", "notes.txt"]);
+        assert_eq!(left, ["fresh-e.cwasm", "fresh-e.info", "notes.txt"]);
     }
 }

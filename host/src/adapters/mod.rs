@@ -265,7 +265,9 @@ impl Runtime {
     }
 
     /// Validate and compile a component (on a blocking thread: it takes
-    /// tens of milliseconds or more), then smoke-call its `info()`.
+    /// tens of milliseconds or more), then smoke-call its `info()` (or,
+    /// for a component loaded before, read the answer kept beside its
+    /// artifact: [`artifacts`]).
     ///
     /// With an artifact directory, the serving engine maps the component's
     /// compiled artifact ([`artifacts`]). An artifact that is missing is
@@ -306,21 +308,31 @@ impl Runtime {
         .map_err(with_pool_hint)?;
         let wit_version = wit_version_of(&component, &self.engine)?;
         let pre = guest::Pre::new(&self.linker, &component, wit_version)?;
-        let mut instance = Instance::new(
-            &self.engine,
-            &pre,
-            &self.limits,
-            self.deadline_ticks,
-            &self.clock,
-        )
-        .await?;
-        let info = instance
-            .info()
-            .await
-            .map_err(|e| anyhow!("the adapter's info() failed: {e}"))?;
-        if info.name.is_empty() {
-            return Err(anyhow!("the adapter's info() returned an empty name"));
-        }
+        let kept = self.artifacts.as_ref().and_then(|a| a.info(&digest));
+        let info = match kept {
+            Some(info) => info,
+            None => {
+                let mut instance = Instance::new(
+                    &self.engine,
+                    &pre,
+                    &self.limits,
+                    self.deadline_ticks,
+                    &self.clock,
+                )
+                .await?;
+                let info = instance
+                    .info()
+                    .await
+                    .map_err(|e| anyhow!("the adapter's info() failed: {e}"))?;
+                if info.name.is_empty() {
+                    return Err(anyhow!("the adapter's info() returned an empty name"));
+                }
+                if let Some(artifacts) = &self.artifacts {
+                    artifacts.keep_info(&digest, &info);
+                }
+                info
+            }
+        };
         Ok(LoadedAdapter {
             info,
             wit_version,
@@ -1292,6 +1304,53 @@ mod tests {
         let e = Runtime::new(&small, Some(dir.path())).await.unwrap_err();
         assert!(format!("{e:#}").contains("adapters.tables_per_instance"));
         assert_eq!(inodes(), cached, "a cached artifact was written again");
+    }
+
+    /// A restart installs the built-in adapters from the `info()` answers
+    /// kept beside their artifacts, without running them; an answer that
+    /// does not read back whole is asked for again and kept anew.
+    #[tokio::test]
+    async fn a_restart_installs_adapters_from_their_kept_info() {
+        let (dir, runtime, adapter) = builtin_openai().await;
+        let kept = dir.path().join(format!(
+            "{}-{}.info",
+            adapter.hash,
+            runtime.artifacts.as_ref().unwrap().engine_tag()
+        ));
+        let answer: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+        assert_eq!(answer["name"], "openai");
+        assert_eq!(answer["version"], adapter.info.version);
+        assert_eq!(
+            answer["endpoints"],
+            serde_json::json!(adapter.info.endpoints)
+        );
+        drop(runtime);
+
+        // Only what is kept can have told the new runtime this description.
+        let mut changed = answer.clone();
+        changed["description"] = "kept beside the artifact".into();
+        std::fs::write(&kept, changed.to_string()).unwrap();
+        let restarted = Runtime::new(&AdapterConfig::default(), Some(dir.path()))
+            .await
+            .unwrap();
+        let openai = restarted.get("openai").unwrap();
+        assert_eq!(openai.info.description, "kept beside the artifact");
+        assert_eq!(openai.info.endpoints, adapter.info.endpoints);
+        drop(restarted);
+
+        // Damaged: the adapter is asked again, and its answer kept anew.
+        std::fs::write(&kept, b"{\"name\": \"openai\"").unwrap();
+        let restarted = Runtime::new(&AdapterConfig::default(), Some(dir.path()))
+            .await
+            .unwrap();
+        assert_eq!(
+            restarted.get("openai").unwrap().info.description,
+            adapter.info.description
+        );
+        let again: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+        assert_eq!(again, answer);
     }
 
     #[tokio::test]
