@@ -288,9 +288,6 @@ http {{
             "TRANSIT_DATABASE_URL": db,
             "TRANSIT_DATA_DIR": data,
             "TRANSIT_LOG__LEVEL": "warn",
-            # Room for the memory scenario even with an adapter instance per
-            # open stream (adapters.streams_per_instance = 1).
-            "TRANSIT_ADAPTERS__MAX_INSTANCES": "20000",
             # Credit lines keep the hold off the request path (see README, Billing).
             "TRANSIT_BILLING__CREDIT_LINE_CALLS": "1000" if credit_lines else "0",
         }
