@@ -102,8 +102,8 @@ fn is_spaces_run(piece: &str) -> bool {
 /// One vocabulary: its pre-tokenizing pattern and its ranks.
 pub struct Vocabulary {
     pattern: Splitter,
-    /// The tables of [`vocab_table`]: borrowed from the binary for the
-    /// built-in vocabularies, owned for one built at run time.
+    /// The tables of [`super::vocab_table`]: borrowed from the binary for
+    /// the built-in vocabularies, owned for the tests' toy ones.
     bytes: Cow<'static, [u8]>,
     starts: Cow<'static, [u8]>,
     slots: Cow<'static, [u8]>,
