@@ -7,8 +7,11 @@
 
 #![allow(clippy::panic, reason = "a benchmark stops on a broken invariant")]
 
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::median;
 use transit::limits::{Acquired, Bucket, Candidate, Limiter, LimitsConfig};
 
 fn candidates() -> Vec<Candidate> {
@@ -23,26 +26,9 @@ fn candidates() -> Vec<Candidate> {
         .collect()
 }
 
-async fn median_per_op<F, Fut>(batches: usize, ops: usize, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut samples = Vec::with_capacity(batches);
-    for _ in 0..batches {
-        let start = Instant::now();
-        for _ in 0..ops {
-            f().await;
-        }
-        samples.push(start.elapsed() / ops as u32);
-    }
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
 async fn run(name: &str, limiter: std::sync::Arc<Limiter>, ops: usize) {
     let cands = candidates();
-    let slot = median_per_op(15, ops, || {
+    let slot = median(15, ops, || {
         let limiter = limiter.clone();
         let cands = cands.clone();
         async move {
@@ -60,7 +46,7 @@ async fn run(name: &str, limiter: std::sync::Arc<Limiter>, ops: usize) {
         cost: 1,
         unit: "requests",
     };
-    let rate = median_per_op(15, ops, || {
+    let rate = median(15, ops, || {
         let limiter = limiter.clone();
         let bucket = bucket.clone();
         async move {

@@ -1,5 +1,6 @@
-//! What the adapter benches share: the call an OpenAI channel makes, and a
-//! median over timed batches.
+//! What the benches share: the call an OpenAI channel makes, and a median
+//! over timed batches.
+#![allow(dead_code, reason = "each bench uses part of it")]
 
 use std::time::{Duration, Instant};
 
