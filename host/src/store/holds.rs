@@ -190,7 +190,7 @@ impl Db {
     /// a line's release comes after every charge of it), each run of
     /// credit-line charges together ([`Db::charge_lines_in`]).
     pub async fn write_ledger(&self, batch: &[LedgerEntry]) -> sqlx::Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.ledger.begin().await?;
         let mut charges: Vec<&LineCharge> = Vec::new();
         for entry in batch {
             match entry {

@@ -62,6 +62,13 @@ impl Backend {
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
+    /// Where the ledger writer's batches go ([`Db::write_ledger`]). On
+    /// SQLite, a connection of its own: the pool hands its connections out
+    /// in turn, and each batch on a connection whose page cache the last
+    /// batches (on the others) made stale reads those pages back from the
+    /// WAL file first. Its own connection has them at hand. Elsewhere (and
+    /// for an SQLite database that is not a file), the pool.
+    ledger: AnyPool,
     backend: Backend,
 }
 
@@ -71,6 +78,30 @@ pub fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// A pool of at most `max` connections to `backend`, set up as Transit
+/// uses it.
+fn pool_options(backend: Backend, max: u32) -> AnyPoolOptions {
+    let options = AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(std::time::Duration::from_secs(10));
+    if backend != Backend::Sqlite {
+        return options;
+    }
+    // WAL lets readers (token lookups) proceed while a write commits;
+    // NORMAL sync in WAL mode survives a process crash and fsyncs at
+    // checkpoints instead of on every commit.
+    options.after_connect(|conn, _| {
+        Box::pin(async move {
+            use sqlx::Executor;
+            conn.execute("PRAGMA journal_mode = WAL").await?;
+            conn.execute("PRAGMA synchronous = NORMAL").await?;
+            conn.execute("PRAGMA busy_timeout = 10000").await?;
+            conn.execute("PRAGMA foreign_keys = ON").await?;
+            Ok(())
+        })
+    })
 }
 
 impl Db {
@@ -92,28 +123,18 @@ impl Db {
                 .with_context(|| format!("creating database directory {}", dir.display()))?;
         }
         let max = if backend == Backend::Sqlite { 8 } else { 32 };
-        let mut options = AnyPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(std::time::Duration::from_secs(10));
-        if backend == Backend::Sqlite {
-            // WAL lets readers (token lookups) proceed while a write commits;
-            // NORMAL sync in WAL mode survives a process crash and fsyncs at
-            // checkpoints instead of on every commit.
-            options = options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    use sqlx::Executor;
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    Ok(())
-                })
-            });
-        }
-        let pool = options
+        let pool = pool_options(backend, max)
             .connect(&url)
             .await
             .with_context(|| format!("connecting to the {backend:?} database"))?;
+        let ledger = if backend == Backend::Sqlite && sqlite_path(&url).is_some() {
+            pool_options(backend, 1)
+                .connect(&url)
+                .await
+                .with_context(|| format!("connecting to the {backend:?} database"))?
+        } else {
+            pool.clone()
+        };
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
@@ -123,7 +144,11 @@ impl Db {
             .run(&pool)
             .await
             .context("applying database migrations")?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            ledger,
+            backend,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -135,6 +160,7 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        self.ledger.close().await;
         self.pool.close().await;
     }
 
