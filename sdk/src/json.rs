@@ -24,6 +24,49 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, AdapterError> {
 /// as it was written (checked, not parsed): for adapters that pass most of a
 /// body on and change a few fields.
 pub fn raw_fields(body: &[u8]) -> Result<Vec<(Cow<'_, str>, &RawValue)>, AdapterError> {
+    object_fields(body).map_err(|e| {
+        if e.is_data() {
+            errors::invalid_request("request body must be a JSON object")
+        } else {
+            errors::invalid_request(format!("invalid JSON body: {e}"))
+        }
+    })
+}
+
+/// The fields of an upstream body that must be a JSON object, each value
+/// left as it was written: for adapters that pass the body on and read a
+/// few fields of it. A failure is the upstream's.
+pub fn upstream_fields(body: &[u8]) -> Result<Vec<(Cow<'_, str>, &RawValue)>, AdapterError> {
+    object_fields(body).map_err(|e| {
+        if e.is_data() {
+            errors::upstream(
+                502,
+                true,
+                "upstream answered with a JSON value that is not an object",
+            )
+        } else {
+            errors::upstream(
+                502,
+                true,
+                format!("upstream sent a body that is not valid JSON: {e}"),
+            )
+        }
+    })
+}
+
+/// The value of field `name` (its last, if given twice, as a parse would
+/// keep it).
+pub fn field<'a>(fields: &[(Cow<'_, str>, &'a RawValue)], name: &str) -> Option<&'a RawValue> {
+    fields
+        .iter()
+        .rev()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| *v)
+}
+
+/// A JSON object's fields as written; a data error if `body` is JSON but
+/// not an object.
+fn object_fields(body: &[u8]) -> serde_json::Result<Vec<(Cow<'_, str>, &RawValue)>> {
     struct Fields;
     impl<'de> Visitor<'de> for Fields {
         type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
@@ -64,19 +107,8 @@ pub fn raw_fields(body: &[u8]) -> Result<Vec<(Cow<'_, str>, &RawValue)>, Adapter
         }
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let fields = match de
-        .deserialize_map(Fields)
+    de.deserialize_map(Fields)
         .and_then(|f| de.end().map(|()| f))
-    {
-        Ok(fields) => fields,
-        Err(e) if e.is_data() => {
-            return Err(errors::invalid_request(
-                "request body must be a JSON object",
-            ));
-        }
-        Err(e) => return Err(errors::invalid_request(format!("invalid JSON body: {e}"))),
-    };
-    Ok(fields)
 }
 
 /// Parse an upstream body that must be JSON; a failure is the upstream's.

@@ -356,10 +356,13 @@ pub fn prepare_chat(call: &Call, body: &[u8], url: &str) -> Result<UpstreamReque
 /// Translate a non-streamed OpenAI-compatible response: the body passes
 /// through untouched and the usage is read from it. A 2xx body that carries an
 /// `error` object (some vendors do this) is an upstream error.
+///
+/// The body is checked and its fields found without parsing them: only the
+/// `usage` object is read.
 pub fn parse_chat(response: &UpstreamResponse) -> Result<Translated, AdapterError> {
-    let value = json::parse_upstream(&response.body)?;
-    if let Some(err) = value.get("error").filter(|e| !e.is_null()) {
-        let (message, code) = errors::error_message(&serde_json::to_vec(err).unwrap_or_default());
+    let fields = json::upstream_fields(&response.body)?;
+    if let Some(err) = json::field(&fields, "error").filter(|e| e.get() != "null") {
+        let (message, code) = errors::error_message(err.get().as_bytes());
         return Err(AdapterError::Upstream(crate::UpstreamError {
             status: 502,
             retryable: true,
@@ -367,17 +370,13 @@ pub fn parse_chat(response: &UpstreamResponse) -> Result<Translated, AdapterErro
             code,
         }));
     }
-    if !value.is_object() {
-        return Err(errors::upstream(
-            502,
-            true,
-            "upstream answered with a JSON value that is not an object",
-        ));
-    }
+    let usage = json::field(&fields, "usage")
+        .and_then(|u| serde_json::from_str::<Value>(u.get()).ok())
+        .and_then(|u| usage_from_json(&u));
     Ok(Translated {
         body: response.body.clone(),
         content_type: "application/json".to_owned(),
-        usage: value.get("usage").and_then(usage_from_json),
+        usage,
     })
 }
 
@@ -633,6 +632,47 @@ mod tests {
             parse_chat(&response(200, br#"{"error":{"message":"quota"}}"#)),
             Err(AdapterError::Upstream(_))
         ));
+    }
+
+    /// The fields are found without parsing the body: what a parse would
+    /// have read must still be read, and what it would refuse refused.
+    #[test]
+    fn parse_chat_reads_what_a_parse_would() {
+        let upstream = |body: &[u8]| match parse_chat(&response(200, body)) {
+            Err(AdapterError::Upstream(u)) => u,
+            other => panic!("expected an upstream error, got {other:?}"),
+        };
+        let e = upstream(br#" { "error" : { "message" : "quota \"x\"", "code": 429 } } "#);
+        assert_eq!(e.message, r#"quota "x""#);
+        assert_eq!(e.code.as_deref(), Some("429"));
+        assert_eq!(e.status, 502);
+        assert!(upstream(b"[1,2]").message.contains("not an object"));
+        assert!(upstream(b"\"text\"").message.contains("not an object"));
+        assert!(
+            upstream(b"{\"a\":1} trailing")
+                .message
+                .contains("not valid JSON")
+        );
+        assert!(upstream(br#"{"a":tru}"#).message.contains("not valid JSON"));
+        assert!(upstream(b"").message.contains("not valid JSON"));
+
+        // A null error is no error; a name given twice counts with its last
+        // value, as a parse keeps it.
+        let body = br#"{"error": null, "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+            "usage" : {"prompt_tokens": 5, "completion_tokens": 6, "prompt_tokens_details": {"cached_tokens": 2}}}"#;
+        let t = parse_chat(&response(200, body)).unwrap();
+        let mut expected = Usage::tokens(5, 6);
+        expected.cache_read_tokens = 2;
+        assert_eq!(t.usage, Some(expected));
+        assert_eq!(t.body, body.to_vec());
+        // No usage, or usage that is not an object: none.
+        assert_eq!(parse_chat(&response(200, b"{}")).unwrap().usage, None);
+        assert_eq!(
+            parse_chat(&response(200, br#"{"usage":"n/a"}"#))
+                .unwrap()
+                .usage,
+            None
+        );
     }
 
     #[test]
