@@ -45,11 +45,7 @@ pub fn upstream_fields(body: &[u8]) -> Result<Vec<(Cow<'_, str>, &RawValue)>, Ad
                 "upstream answered with a JSON value that is not an object",
             )
         } else {
-            errors::upstream(
-                502,
-                true,
-                format!("upstream sent a body that is not valid JSON: {e}"),
-            )
+            not_json(&e)
         }
     })
 }
@@ -113,13 +109,16 @@ fn object_fields(body: &[u8]) -> serde_json::Result<Vec<(Cow<'_, str>, &RawValue
 
 /// Parse an upstream body that must be JSON; a failure is the upstream's.
 pub fn parse_upstream(body: &[u8]) -> Result<Value, AdapterError> {
-    serde_json::from_slice(body).map_err(|e| {
-        errors::upstream(
-            502,
-            true,
-            format!("upstream sent a body that is not valid JSON: {e}"),
-        )
-    })
+    serde_json::from_slice(body).map_err(|e| not_json(&e))
+}
+
+/// The upstream's error for a body that is not JSON.
+fn not_json(e: &serde_json::Error) -> AdapterError {
+    errors::upstream(
+        502,
+        true,
+        format!("upstream sent a body that is not valid JSON: {e}"),
+    )
 }
 
 /// Serialize a value the adapter built.
