@@ -137,19 +137,25 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
         config.relay.channel_refresh_ms.max(100),
     ));
 
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(config.upstream.connect_timeout_secs))
-        .read_timeout(Duration::from_secs(
-            config.upstream.stream_idle_timeout_secs,
-        ))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .tcp_nodelay(true)
-        .user_agent(concat!("transit/", env!("CARGO_PKG_VERSION")))
+    let http_client = || {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(config.upstream.connect_timeout_secs))
+            .read_timeout(Duration::from_secs(
+                config.upstream.stream_idle_timeout_secs,
+            ))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .user_agent(concat!("transit/", env!("CARGO_PKG_VERSION")))
+    };
+    let http = http_client().build().context("building the HTTP client")?;
+    let h2c = http_client()
+        .http2_prior_knowledge()
         .build()
-        .context("building the HTTP client")?;
+        .context("building the HTTP/2 client")?;
     let upstream = upstream::Client::new(
         http.clone(),
+        h2c,
         Duration::from_secs(config.upstream.connect_timeout_secs),
         Duration::from_secs(config.upstream.stream_idle_timeout_secs),
     );

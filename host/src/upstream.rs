@@ -6,7 +6,9 @@
 //! hand-off to a connection task and back: the request is written, and the
 //! answer read, by the task that relays it. `https://` upstreams (and every
 //! upstream when an `HTTP_PROXY`/`ALL_PROXY` is set in the environment) go
-//! through reqwest, for TLS, HTTP/2 and proxies.
+//! through reqwest, for TLS, HTTP/2 and proxies; so do the calls of a
+//! channel that speaks HTTP/2 from the first byte (h2c), over a reqwest
+//! client of their own whose calls share multiplexed connections.
 //!
 //! A pooled connection is reused only after its answer was read to the end.
 //! An answer abandoned half-way (a client that went away mid-stream) closes
@@ -43,6 +45,8 @@ pub struct Request {
     pub url: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Speak HTTP/2 from the first byte (h2c to a plain-HTTP server).
+    pub http2_prior_knowledge: bool,
 }
 
 /// How long a call may take.
@@ -152,6 +156,8 @@ impl Response {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// The same, speaking HTTP/2 with prior knowledge.
+    h2c: reqwest::Client,
     pool: Arc<Pool>,
     /// Whether plain-HTTP upstreams use the pooled connections (no proxy
     /// is configured for them).
@@ -162,14 +168,21 @@ pub struct Client {
 }
 
 impl Client {
-    /// `http` serves what the pooled connections do not; the timeouts are
-    /// the same as its own.
-    pub fn new(http: reqwest::Client, connect_timeout: Duration, idle_timeout: Duration) -> Self {
+    /// `http` serves what the pooled connections do not, and `h2c` the
+    /// requests for HTTP/2 with prior knowledge; the timeouts are the same
+    /// as their own.
+    pub fn new(
+        http: reqwest::Client,
+        h2c: reqwest::Client,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Self {
         let proxied = ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
             .iter()
             .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
         Self {
             http,
+            h2c,
             pool: Arc::default(),
             direct: !proxied,
             connect_timeout,
@@ -180,6 +193,9 @@ impl Client {
 
     /// Send a request; the answer's head is read, its body is the caller's.
     pub async fn send(&self, request: Request, limit: Limit) -> Result<Response, Error> {
+        if request.http2_prior_knowledge {
+            return self.send_reqwest(&self.h2c, request, limit).await;
+        }
         let target = if self.direct {
             Target::parse(&request.url)
         } else {
@@ -187,13 +203,17 @@ impl Client {
         };
         match target {
             Some(target) => self.send_direct(target, request, limit).await,
-            None => self.send_reqwest(request, limit).await,
+            None => self.send_reqwest(&self.http, request, limit).await,
         }
     }
 
-    async fn send_reqwest(&self, request: Request, limit: Limit) -> Result<Response, Error> {
-        let mut builder = self
-            .http
+    async fn send_reqwest(
+        &self,
+        http: &reqwest::Client,
+        request: Request,
+        limit: Limit,
+    ) -> Result<Response, Error> {
+        let mut builder = http
             .request(request.method, &request.url)
             .headers(request.headers)
             .body(request.body);
@@ -636,6 +656,10 @@ mod tests {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Client::new(
             reqwest::Client::new(),
+            reqwest::Client::builder()
+                .http2_prior_knowledge()
+                .build()
+                .unwrap(),
             Duration::from_secs(2),
             Duration::from_millis(300),
         )
@@ -647,6 +671,7 @@ mod tests {
             url: format!("{url}/v1/chat/completions?api-version=1"),
             headers: HeaderMap::new(),
             body: Bytes::from_static(b"{\"model\":\"m\"}"),
+            http2_prior_knowledge: false,
         }
     }
 

@@ -4,8 +4,13 @@
 //! - Anthropic Messages (`POST …/v1/messages`), plain and streamed.
 //!
 //! ```text
-//! mock-upstream [--port 9100] [--latency-ms 0] [--chunks 20] [--chunk-interval-ms 0]
+//! mock-upstream [--port 9100] [--h2c-port 0] [--latency-ms 0] [--chunks 20] [--chunk-interval-ms 0]
 //! ```
+//!
+//! `--port` speaks HTTP/1.1. `--h2c-port`, when given, speaks HTTP/2 with
+//! prior knowledge (h2c), with no limit on the streams of one connection:
+//! the memory scenario's 10 000 streams then reach the mock over a single
+//! upstream connection.
 //!
 //! A request can override the stream shape through its model name:
 //! `bench-i10-n200` streams 200 chunks 10 ms apart (the harness uses this to
@@ -21,7 +26,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 #[derive(Clone, Copy)]
 struct Settings {
@@ -170,13 +175,13 @@ async fn main() -> std::io::Result<()> {
         chunks: arg(&args, "--chunks", 20) as usize,
         interval: Duration::from_millis(arg(&args, "--chunk-interval-ms", 0)),
     };
-    // A deep accept queue: the memory scenario opens thousands of streams
-    // within a second, each a new upstream connection (the kernel caps it
-    // at net.core.somaxconn).
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
-    let listener = socket.listen(65_535)?;
+    let h2c_port = arg(&args, "--h2c-port", 0) as u16;
+    if h2c_port != 0 {
+        let listener = listen(h2c_port)?;
+        eprintln!("mock upstream (h2c) on 127.0.0.1:{h2c_port}");
+        tokio::spawn(serve_h2c(listener, settings));
+    }
+    let listener = listen(port)?;
     eprintln!("mock upstream on 127.0.0.1:{port}");
     loop {
         let (stream, _) = match listener.accept().await {
@@ -191,6 +196,33 @@ async fn main() -> std::io::Result<()> {
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(req, settings));
             let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// A listener with a deep accept queue: the memory scenario opens thousands
+/// of streams within a second, each a new upstream connection over HTTP/1.1
+/// (the kernel caps the queue at net.core.somaxconn).
+fn listen(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    socket.listen(65_535)
+}
+
+async fn serve_h2c(listener: tokio::net::TcpListener, settings: Settings) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(req, settings));
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .max_concurrent_streams(None)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

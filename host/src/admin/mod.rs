@@ -337,7 +337,18 @@ fn merge_channel(
         None => base.map_or_else(|| "{}".to_owned(), |b| b.model_mapping.clone()),
     };
     let options = match input.options {
-        Some(o) => Value::Object(o).to_string(),
+        Some(o) => {
+            if o.get(channels::HTTP2_PRIOR_KNOWLEDGE)
+                .is_some_and(|v| !v.is_boolean())
+            {
+                return Err(GatewayError::invalid(format!(
+                    "The option `{}` must be true or false.",
+                    channels::HTTP2_PRIOR_KNOWLEDGE
+                ))
+                .with_param("options"));
+            }
+            Value::Object(o).to_string()
+        }
         None => base.map_or_else(|| "{}".to_owned(), |b| b.options.clone()),
     };
     let status = match input.status {

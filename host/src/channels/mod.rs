@@ -43,8 +43,19 @@ pub struct Channel {
     pub weight: i64,
     pub max_concurrency: i64,
     pub status: i64,
+    /// The adapter's options (the host's own, below, are not among them).
     pub options: Vec<(String, String)>,
+    /// Speak HTTP/2 to the upstream without negotiating it first (h2c on a
+    /// plain `http://` base URL): option [`HTTP2_PRIOR_KNOWLEDGE`].
+    pub http2_prior_knowledge: bool,
 }
+
+/// The channel option that makes Transit speak HTTP/2 to an upstream from
+/// the first byte (`true` or `false`): for a plain-HTTP server that takes
+/// HTTP/2 only that way (h2c), such as a mesh sidecar or an internal
+/// gateway. All its calls then share a few multiplexed connections.
+/// `https://` upstreams negotiate HTTP/2 by themselves and need no option.
+pub const HTTP2_PRIOR_KNOWLEDGE: &str = "http2_prior_knowledge";
 
 impl Channel {
     /// The model name sent upstream for a requested model.
@@ -249,8 +260,10 @@ impl Router {
         };
         let model_mapping: HashMap<String, String> =
             serde_json::from_str(&row.model_mapping).unwrap_or_default();
-        let options: HashMap<String, serde_json::Value> =
+        let mut options: HashMap<String, serde_json::Value> =
             serde_json::from_str(&row.options).unwrap_or_default();
+        let http2_prior_knowledge =
+            options.remove(HTTP2_PRIOR_KNOWLEDGE) == Some(serde_json::Value::Bool(true));
         let mut options: Vec<(String, String)> = options
             .into_iter()
             .map(|(k, v)| {
@@ -278,6 +291,7 @@ impl Router {
             max_concurrency: row.max_concurrency,
             status: row.status,
             options,
+            http2_prior_knowledge,
         })
     }
 }
@@ -311,6 +325,7 @@ mod tests {
             max_concurrency: 10,
             status,
             options: Vec::new(),
+            http2_prior_knowledge: false,
         }
     }
 

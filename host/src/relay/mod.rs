@@ -852,7 +852,7 @@ async fn attempt(
     // instance of the user, most often this one, or a fresh one.
     lease.recycle();
 
-    let req = upstream_request(&adapter.info.name, &mut upstream)?;
+    let req = upstream_request(&adapter.info.name, channel, &mut upstream)?;
     let limit = if probe.stream {
         Limit::Idle
     } else {
@@ -1184,6 +1184,7 @@ fn adapter_bug_named(adapter: &str, what: &str) -> GatewayError {
 /// into it.
 pub(crate) fn upstream_request(
     adapter: &str,
+    channel: &Channel,
     upstream: &mut adapters::UpstreamRequest,
 ) -> Result<upstream::Request, GatewayError> {
     let method = Method::from_bytes(upstream.method.as_bytes())
@@ -1201,6 +1202,7 @@ pub(crate) fn upstream_request(
         url: std::mem::take(&mut upstream.url),
         headers,
         body: Bytes::from(std::mem::take(&mut upstream.body)),
+        http2_prior_knowledge: channel.http2_prior_knowledge,
     })
 }
 

@@ -753,7 +753,7 @@ async fn content(app: &AppState, task: &TaskRow, variant: &str) -> Result<Respon
     let upstream = app
         .upstream
         .send(
-            relay::upstream_request(&adapter.info.name, &mut req)?,
+            relay::upstream_request(&adapter.info.name, &channel, &mut req)?,
             Limit::Idle,
         )
         .await

@@ -451,7 +451,7 @@ async fn send(
     ));
     let response = app
         .upstream
-        .send(relay::upstream_request(adapter, &mut req)?, limit)
+        .send(relay::upstream_request(adapter, channel, &mut req)?, limit)
         .await
         .map_err(|e| relay::upstream_unreachable(&e, channel))?;
     relay::collect_response(response, app.config.upstream.max_response_bytes, channel).await

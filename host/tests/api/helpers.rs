@@ -420,6 +420,8 @@ pub struct MockState {
     pub swap_versions: Mutex<Vec<String>>,
     /// TCP connections accepted.
     pub connections: Arc<AtomicUsize>,
+    /// Requests that came over HTTP/2.
+    pub http2_requests: AtomicUsize,
 }
 
 pub struct MockUpstream {
@@ -452,6 +454,7 @@ impl MockUpstream {
             requests: AtomicUsize::new(0),
             last_body: Mutex::new(None),
             connections: Arc::default(),
+            http2_requests: AtomicUsize::new(0),
         });
         let app = axum::Router::new()
             .route("/v1/chat/completions", post(mock_chat))
@@ -489,6 +492,11 @@ impl MockUpstream {
 
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests that came over HTTP/2.
+    pub fn http2_requests(&self) -> usize {
+        self.state.http2_requests.load(Ordering::SeqCst)
     }
 
     /// The adapter version that served the latest request.
@@ -559,10 +567,14 @@ impl Drop for InFlight {
 
 async fn mock_chat(
     State(state): State<Arc<MockState>>,
+    version: axum::http::Version,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     state.requests.fetch_add(1, Ordering::SeqCst);
+    if version == axum::http::Version::HTTP_2 {
+        state.http2_requests.fetch_add(1, Ordering::SeqCst);
+    }
     if let Some(v) = headers.get("x-swap-version").and_then(|v| v.to_str().ok()) {
         state.swap_versions.lock().unwrap().push(v.to_owned());
     }

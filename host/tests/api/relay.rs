@@ -220,6 +220,81 @@ async fn an_oversized_request_head_is_refused() {
     assert_eq!(r.status(), 200);
 }
 
+/// A channel with `http2_prior_knowledge` speaks HTTP/2 to its plain-HTTP
+/// upstream from the first byte: its calls, streamed or not, share one
+/// connection, even side by side. Without the option the same upstream
+/// gets HTTP/1.1, and an option that is not a boolean is refused.
+#[tokio::test]
+async fn a_channel_can_speak_http2_with_prior_knowledge() {
+    let app = spawn_app().await;
+    let mock = MockUpstream::start("sk-upstream-1").await;
+    let channel = app
+        .channel(json!({
+            "name": "h2c", "type": "openai", "secret_key": "sk-upstream-1",
+            "base_url": mock.base_url(), "models": ["gpt-4o-mini"],
+            "options": {"http2_prior_knowledge": true},
+        }))
+        .await;
+    let (_, key) = app.user_with_key(1_000_000).await;
+    for stream in [false, true] {
+        let r = app.chat(&key, chat_body("gpt-4o-mini", stream)).await;
+        assert_eq!(r.status(), 200);
+        if stream {
+            assert_eq!(chunk_text(&sse_data(r).await), MOCK_REPLY);
+        } else {
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["choices"][0]["message"]["content"], MOCK_REPLY);
+        }
+    }
+    mock.set(Behavior::SlowStream);
+    let calls = (0..4).map(|_| async {
+        let r = app.chat(&key, chat_body("gpt-4o-mini", true)).await;
+        assert_eq!(r.status(), 200);
+        sse_data(r).await
+    });
+    for data in futures_util::future::join_all(calls).await {
+        assert!(data.last().is_some_and(|d| d == "[DONE]"), "{data:?}");
+    }
+    assert_eq!(mock.requests(), 6);
+    assert_eq!(mock.http2_requests(), 6);
+    assert_eq!(mock.connections(), 1);
+    // The admin API shows the option as it was given.
+    assert!(
+        app.admin_json(&format!("/admin/channels/{channel}")).await["options"]["http2_prior_knowledge"]
+            == true
+    );
+
+    let r = app
+        .admin_patch(
+            &format!("/admin/channels/{channel}"),
+            json!({"options": {"http2_prior_knowledge": false}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    mock.set(Behavior::Normal);
+    let r = app.chat(&key, chat_body("gpt-4o-mini", false)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(mock.http2_requests(), 6);
+    assert_eq!(mock.requests(), 7);
+
+    let r = app
+        .admin_patch(
+            &format!("/admin/channels/{channel}"),
+            json!({"options": {"http2_prior_knowledge": "yes"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "options");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("http2_prior_knowledge"),
+        "{v}"
+    );
+}
+
 /// A finished stream leaves its upstream connection open for the next call,
 /// streamed or not: one connection serves them all in turn.
 #[tokio::test]
