@@ -88,6 +88,11 @@ pub struct UpstreamConfig {
     pub stream_idle_timeout_secs: u64,
     /// Largest upstream response body read into memory (non-streamed).
     pub max_response_bytes: usize,
+    /// Calls one HTTP/2 connection to an upstream carries at once; more
+    /// open another connection. At most what the servers allow
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`: 100 is the least the HTTP/2
+    /// specification recommends they allow), or calls past it wait.
+    pub http2_max_streams_per_connection: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -194,6 +199,7 @@ impl Default for UpstreamConfig {
             request_timeout_secs: 600,
             stream_idle_timeout_secs: 300,
             max_response_bytes: 64 * 1024 * 1024,
+            http2_max_streams_per_connection: 100,
         }
     }
 }

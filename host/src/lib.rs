@@ -137,28 +137,27 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
         config.relay.channel_refresh_ms.max(100),
     ));
 
-    let http_client = || {
+    let (connect, idle) = (
+        Duration::from_secs(config.upstream.connect_timeout_secs),
+        Duration::from_secs(config.upstream.stream_idle_timeout_secs),
+    );
+    let http_client = move || {
         reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(config.upstream.connect_timeout_secs))
-            .read_timeout(Duration::from_secs(
-                config.upstream.stream_idle_timeout_secs,
-            ))
+            .connect_timeout(connect)
+            .read_timeout(idle)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
             .user_agent(concat!("transit/", env!("CARGO_PKG_VERSION")))
     };
     let http = http_client().build().context("building the HTTP client")?;
-    let h2c = http_client()
-        .http2_prior_knowledge()
-        .build()
-        .context("building the HTTP/2 client")?;
     let upstream = upstream::Client::new(
-        http.clone(),
-        h2c,
-        Duration::from_secs(config.upstream.connect_timeout_secs),
-        Duration::from_secs(config.upstream.stream_idle_timeout_secs),
-    );
+        http_client,
+        config.upstream.http2_max_streams_per_connection,
+        connect,
+        idle,
+    )
+    .context("building the upstream HTTP client")?;
 
     let tokens = auth::TokenCache::new(
         db.clone(),

@@ -7,8 +7,17 @@
 //! answer read, by the task that relays it. `https://` upstreams (and every
 //! upstream when an `HTTP_PROXY`/`ALL_PROXY` is set in the environment) go
 //! through reqwest, for TLS, HTTP/2 and proxies; so do the calls of a
-//! channel that speaks HTTP/2 from the first byte (h2c), over a reqwest
-//! client of their own whose calls share multiplexed connections.
+//! channel that speaks HTTP/2 from the first byte (h2c), over reqwest
+//! clients of their own.
+//!
+//! Over HTTP/2 a connection carries many calls at once, but a server takes
+//! at most its `SETTINGS_MAX_CONCURRENT_STREAMS` on one (100 to 256 at most
+//! providers), and a reqwest client keeps one connection per origin: calls
+//! past the server's limit would wait, behind streams that may last
+//! minutes. So no reqwest client carries more than
+//! `upstream.http2_max_streams_per_connection` calls at once; more calls
+//! are spread over further clients, each with its own connections
+//! ([`Shards`]).
 //!
 //! A pooled connection is reused only after its answer was read to the end.
 //! An answer abandoned half-way (a client that went away mid-stream) closes
@@ -19,6 +28,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -155,9 +165,9 @@ impl Response {
 /// The client. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    http: Arc<Shards>,
     /// The same, speaking HTTP/2 with prior knowledge.
-    h2c: reqwest::Client,
+    h2c: Arc<Shards>,
     pool: Arc<Pool>,
     /// Whether plain-HTTP upstreams use the pooled connections (no proxy
     /// is configured for them).
@@ -168,33 +178,40 @@ pub struct Client {
 }
 
 impl Client {
-    /// `http` serves what the pooled connections do not, and `h2c` the
-    /// requests for HTTP/2 with prior knowledge; the timeouts are the same
-    /// as their own.
+    /// `make` gives the settings of the reqwest clients that serve what the
+    /// pooled connections do not (the timeouts are the same as theirs);
+    /// each carries at most `streams_per_client` calls at once.
     pub fn new(
-        http: reqwest::Client,
-        h2c: reqwest::Client,
+        make: impl Fn() -> reqwest::ClientBuilder + Send + Sync + Clone + 'static,
+        streams_per_client: usize,
         connect_timeout: Duration,
         idle_timeout: Duration,
-    ) -> Self {
+    ) -> reqwest::Result<Self> {
         let proxied = ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
             .iter()
             .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
-        Self {
-            http,
-            h2c,
+        let h2c = make.clone();
+        Ok(Self {
+            http: Arc::new(Shards::new(
+                Box::new(move || make().build()),
+                streams_per_client,
+            )?),
+            h2c: Arc::new(Shards::new(
+                Box::new(move || h2c().http2_prior_knowledge().build()),
+                streams_per_client,
+            )?),
             pool: Arc::default(),
             direct: !proxied,
             connect_timeout,
             idle_timeout,
             user_agent: HeaderValue::from_static(concat!("transit/", env!("CARGO_PKG_VERSION"))),
-        }
+        })
     }
 
     /// Send a request; the answer's head is read, its body is the caller's.
     pub async fn send(&self, request: Request, limit: Limit) -> Result<Response, Error> {
         if request.http2_prior_knowledge {
-            return self.send_reqwest(&self.h2c, request, limit).await;
+            return Self::send_reqwest(&self.h2c, request, limit).await;
         }
         let target = if self.direct {
             Target::parse(&request.url)
@@ -203,17 +220,20 @@ impl Client {
         };
         match target {
             Some(target) => self.send_direct(target, request, limit).await,
-            None => self.send_reqwest(&self.http, request, limit).await,
+            None => Self::send_reqwest(&self.http, request, limit).await,
         }
     }
 
     async fn send_reqwest(
-        &self,
-        http: &reqwest::Client,
+        shards: &Shards,
         request: Request,
         limit: Limit,
     ) -> Result<Response, Error> {
-        let mut builder = http
+        // Held until the answer is read or dropped: its stream is open
+        // until then.
+        let seat = shards.seat()?;
+        let mut builder = seat
+            .client()
             .request(request.method, &request.url)
             .headers(request.headers)
             .body(request.body);
@@ -224,9 +244,10 @@ impl Client {
         let status = response.status();
         // Taken, not copied: the body stream does not need them.
         let headers = std::mem::take(response.headers_mut());
-        let stream = response
-            .bytes_stream()
-            .map(|piece| piece.map_err(|e| Error::from_reqwest(&e)));
+        let stream = response.bytes_stream().map(move |piece| {
+            let _seat = &seat;
+            piece.map_err(|e| Error::from_reqwest(&e))
+        });
         Ok(Response {
             status,
             headers,
@@ -446,6 +467,84 @@ impl Pool {
     }
 }
 
+/// reqwest clients that each carry at most `per_client` calls at once: a
+/// call takes a seat on the first client with one free, and a new client
+/// is made when none has. A client keeps its own connections (one per
+/// origin over HTTP/2), so calls past the limit go on another connection
+/// rather than wait for a stream on a full one. Clients are kept once
+/// made; their idle connections close on their own.
+pub struct Shards {
+    make: Box<dyn Fn() -> reqwest::Result<reqwest::Client> + Send + Sync>,
+    per_client: usize,
+    clients: Mutex<Vec<Arc<Shard>>>,
+}
+
+struct Shard {
+    client: reqwest::Client,
+    calls: AtomicUsize,
+}
+
+/// A call's place on a client, given back when dropped.
+struct Seat(Arc<Shard>);
+
+impl Seat {
+    fn client(&self) -> &reqwest::Client {
+        &self.0.client
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.0.calls.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Shards {
+    /// The first client is made at once, so settings it refuses show at
+    /// start.
+    fn new(
+        make: Box<dyn Fn() -> reqwest::Result<reqwest::Client> + Send + Sync>,
+        per_client: usize,
+    ) -> reqwest::Result<Self> {
+        let first = Arc::new(Shard {
+            client: make()?,
+            calls: AtomicUsize::new(0),
+        });
+        Ok(Self {
+            make,
+            per_client: per_client.max(1),
+            clients: Mutex::new(vec![first]),
+        })
+    }
+
+    fn seat(&self) -> Result<Seat, Error> {
+        // Seats are taken under the lock, so no client takes more than its
+        // share; they are given back without it.
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(shard) = clients
+            .iter()
+            .find(|s| s.calls.load(Ordering::Relaxed) < self.per_client)
+        {
+            shard.calls.fetch_add(1, Ordering::Relaxed);
+            return Ok(Seat(shard.clone()));
+        }
+        let client = (self.make)().map_err(|e| Error::new(Kind::Other, e))?;
+        let shard = Arc::new(Shard {
+            client,
+            calls: AtomicUsize::new(1),
+        });
+        clients.push(shard.clone());
+        tracing::debug!(
+            clients = clients.len(),
+            "a further upstream client: the others carry their most calls"
+        );
+        Ok(Seat(shard))
+    }
+}
+
 /// An answer's body: a stream of byte pieces.
 pub struct Body(Inner);
 
@@ -655,14 +754,12 @@ mod tests {
     fn client() -> Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Client::new(
-            reqwest::Client::new(),
-            reqwest::Client::builder()
-                .http2_prior_knowledge()
-                .build()
-                .unwrap(),
+            reqwest::Client::builder,
+            100,
             Duration::from_secs(2),
             Duration::from_millis(300),
         )
+        .unwrap()
     }
 
     fn post(url: &str) -> Request {

@@ -8,9 +8,8 @@
 //! ```
 //!
 //! `--port` speaks HTTP/1.1. `--h2c-port`, when given, speaks HTTP/2 with
-//! prior knowledge (h2c), with no limit on the streams of one connection:
-//! the memory scenario's 10 000 streams then reach the mock over a single
-//! upstream connection.
+//! prior knowledge (h2c), with no limit of its own on the streams of one
+//! connection (Transit puts at most 100 on each).
 //!
 //! A request can override the stream shape through its model name:
 //! `bench-i10-n200` streams 200 chunks 10 ms apart (the harness uses this to

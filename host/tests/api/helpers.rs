@@ -446,6 +446,16 @@ impl MockUpstream {
     }
 
     pub async fn start_with_keys(api_keys: &[&str]) -> Self {
+        Self::serve(api_keys, None).await
+    }
+
+    /// A mock that takes at most `max_streams` calls at once on one HTTP/2
+    /// connection (its `SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub async fn start_with_http2_limit(api_key: &str, max_streams: u32) -> Self {
+        Self::serve(&[api_key], Some(max_streams)).await
+    }
+
+    async fn serve(api_keys: &[&str], max_http2_streams: Option<u32>) -> Self {
         let state = Arc::new(MockState {
             api_keys: api_keys.iter().map(|k| (*k).to_owned()).collect(),
             in_flight: Mutex::new(std::collections::HashMap::new()),
@@ -464,12 +474,32 @@ impl MockUpstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = state.connections.clone();
-        let listener = axum::serve::ListenerExt::tap_io(listener, move |_| {
-            connections.fetch_add(1, Ordering::SeqCst);
-        });
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let server = match max_http2_streams {
+            None => {
+                let listener = axum::serve::ListenerExt::tap_io(listener, move |_| {
+                    connections.fetch_add(1, Ordering::SeqCst);
+                });
+                tokio::spawn(async move {
+                    axum::serve(listener, app).await.unwrap();
+                })
+            }
+            Some(max) => tokio::spawn(async move {
+                loop {
+                    let (stream, _) = listener.accept().await.unwrap();
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                    tokio::spawn(async move {
+                        let mut builder = hyper_util::server::conn::auto::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        );
+                        builder.http2().max_concurrent_streams(max);
+                        let _ = builder
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            }),
+        };
         Self {
             addr,
             state,

@@ -295,6 +295,36 @@ async fn a_channel_can_speak_http2_with_prior_knowledge() {
     );
 }
 
+/// An HTTP/2 server takes a few calls at once on a connection; Transit
+/// opens another connection for calls past
+/// `upstream.http2_max_streams_per_connection` rather than queue them
+/// behind the streams under way. Five slow streams on a server that takes
+/// two per connection are all under way at once, on three connections.
+#[tokio::test]
+async fn calls_past_an_http2_connections_streams_go_on_another_connection() {
+    let app = spawn_app_with(|c| c.upstream.http2_max_streams_per_connection = 2).await;
+    let mock = MockUpstream::start_with_http2_limit("sk-upstream-1", 2).await;
+    app.channel(json!({
+        "name": "h2c", "type": "openai", "secret_key": "sk-upstream-1",
+        "base_url": mock.base_url(), "models": ["gpt-4o-mini"],
+        "options": {"http2_prior_knowledge": true},
+    }))
+    .await;
+    let (_, key) = app.user_with_key(1_000_000).await;
+    mock.set(Behavior::SlowStream);
+    let calls = (0..5).map(|_| async {
+        let r = app.chat(&key, chat_body("gpt-4o-mini", true)).await;
+        assert_eq!(r.status(), 200);
+        sse_data(r).await
+    });
+    for data in futures_util::future::join_all(calls).await {
+        assert!(data.last().is_some_and(|d| d == "[DONE]"), "{data:?}");
+    }
+    assert_eq!(mock.http2_requests(), 5);
+    assert_eq!(mock.max_in_flight("sk-upstream-1"), 5);
+    assert_eq!(mock.connections(), 3);
+}
+
 /// A finished stream leaves its upstream connection open for the next call,
 /// streamed or not: one connection serves them all in turn.
 #[tokio::test]
