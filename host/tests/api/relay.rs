@@ -220,6 +220,28 @@ async fn an_oversized_request_head_is_refused() {
     assert_eq!(r.status(), 200);
 }
 
+/// A channel to `mock` that speaks HTTP/2 with prior knowledge.
+async fn h2c_channel(app: &TestApp, mock: &MockUpstream) -> i64 {
+    app.channel(json!({
+        "name": "h2c", "type": "openai", "secret_key": "sk-upstream-1",
+        "base_url": mock.base_url(), "models": ["gpt-4o-mini"],
+        "options": {"http2_prior_knowledge": true},
+    }))
+    .await
+}
+
+/// `n` streamed calls at once, each answered 200 and relayed to its end.
+async fn streams_side_by_side(app: &TestApp, key: &str, n: usize) {
+    let calls = (0..n).map(|_| async {
+        let r = app.chat(key, chat_body("gpt-4o-mini", true)).await;
+        assert_eq!(r.status(), 200);
+        sse_data(r).await
+    });
+    for data in futures_util::future::join_all(calls).await {
+        assert!(data.last().is_some_and(|d| d == "[DONE]"), "{data:?}");
+    }
+}
+
 /// A channel with `http2_prior_knowledge` speaks HTTP/2 to its plain-HTTP
 /// upstream from the first byte: its calls, streamed or not, share one
 /// connection, even side by side. Without the option the same upstream
@@ -228,13 +250,7 @@ async fn an_oversized_request_head_is_refused() {
 async fn a_channel_can_speak_http2_with_prior_knowledge() {
     let app = spawn_app().await;
     let mock = MockUpstream::start("sk-upstream-1").await;
-    let channel = app
-        .channel(json!({
-            "name": "h2c", "type": "openai", "secret_key": "sk-upstream-1",
-            "base_url": mock.base_url(), "models": ["gpt-4o-mini"],
-            "options": {"http2_prior_knowledge": true},
-        }))
-        .await;
+    let channel = h2c_channel(&app, &mock).await;
     let (_, key) = app.user_with_key(1_000_000).await;
     for stream in [false, true] {
         let r = app.chat(&key, chat_body("gpt-4o-mini", stream)).await;
@@ -247,14 +263,7 @@ async fn a_channel_can_speak_http2_with_prior_knowledge() {
         }
     }
     mock.set(Behavior::SlowStream);
-    let calls = (0..4).map(|_| async {
-        let r = app.chat(&key, chat_body("gpt-4o-mini", true)).await;
-        assert_eq!(r.status(), 200);
-        sse_data(r).await
-    });
-    for data in futures_util::future::join_all(calls).await {
-        assert!(data.last().is_some_and(|d| d == "[DONE]"), "{data:?}");
-    }
+    streams_side_by_side(&app, &key, 4).await;
     assert_eq!(mock.requests(), 6);
     assert_eq!(mock.http2_requests(), 6);
     assert_eq!(mock.connections(), 1);
@@ -304,22 +313,10 @@ async fn a_channel_can_speak_http2_with_prior_knowledge() {
 async fn calls_past_an_http2_connections_streams_go_on_another_connection() {
     let app = spawn_app_with(|c| c.upstream.http2_max_streams_per_connection = 2).await;
     let mock = MockUpstream::start_with_http2_limit("sk-upstream-1", 2).await;
-    app.channel(json!({
-        "name": "h2c", "type": "openai", "secret_key": "sk-upstream-1",
-        "base_url": mock.base_url(), "models": ["gpt-4o-mini"],
-        "options": {"http2_prior_knowledge": true},
-    }))
-    .await;
+    h2c_channel(&app, &mock).await;
     let (_, key) = app.user_with_key(1_000_000).await;
     mock.set(Behavior::SlowStream);
-    let calls = (0..5).map(|_| async {
-        let r = app.chat(&key, chat_body("gpt-4o-mini", true)).await;
-        assert_eq!(r.status(), 200);
-        sse_data(r).await
-    });
-    for data in futures_util::future::join_all(calls).await {
-        assert!(data.last().is_some_and(|d| d == "[DONE]"), "{data:?}");
-    }
+    streams_side_by_side(&app, &key, 5).await;
     assert_eq!(mock.http2_requests(), 5);
     assert_eq!(mock.max_in_flight("sk-upstream-1"), 5);
     assert_eq!(mock.connections(), 3);
