@@ -2,13 +2,15 @@
 """Transit's benchmark scenarios, side by side in one run (started by bench/run).
 
 Every scenario runs the same load against each target in turn, repeated and
-interleaved (direct, nginx, Transit, LiteLLM, direct, nginx, ...), so that a
+interleaved (direct, nginx, hyper, Transit, LiteLLM, direct, nginx, ...), so that a
 noisy neighbour hurts all targets alike; the table quotes medians over the
 repetitions and the ratios between targets.
 
 Targets:
   direct   the mock upstream itself (bench/src/bin/mock-upstream.rs)
   nginx    nginx as a bare reverse proxy in front of it (the physical limit)
+  hyper    a bare reverse proxy on Transit's own stack, tokio and hyper
+           (bench/src/bin/bare-proxy.rs): the floor of any gateway built on it
   transit  Transit with auth, limits, billing and the Wasm adapter on
   litellm  LiteLLM's proxy, configured to the same mock
 """
@@ -31,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release")
 VENV = os.path.join(ROOT, "target", "bench-venv")
 
-MOCK, NGINX, TRANSIT, LITELLM, MOCK_H2C = 9100, 9101, 9102, 9103, 9104
+MOCK, NGINX, TRANSIT, LITELLM, MOCK_H2C, HYPER = 9100, 9101, 9102, 9103, 9104, 9105
 ADMIN = "bench-admin-token"
 LITELLM_KEY = "sk-litellm-bench"
 
@@ -280,6 +282,11 @@ http {{
         self.procs.start("nginx", [nginx, "-c", conf, "-p", self.workdir])
         wait_http(f"http://127.0.0.1:{NGINX}/")
 
+    def start_bare_proxy(self):
+        self.procs.start("hyper", [os.path.join(RELEASE, "bare-proxy"), "--port", str(HYPER),
+                                   "--upstream-port", str(MOCK)])
+        wait_http(f"http://127.0.0.1:{HYPER}/")
+
     def start_transit(self, name="transit", database_url=None, redis=False, credit_lines=True):
         data = os.path.join(self.workdir, name)
         os.makedirs(data, exist_ok=True)
@@ -351,7 +358,8 @@ http {{
     # ---- targets -----------------------------------------------------------
 
     def url(self, target, path="/v1/chat/completions"):
-        port = {"direct": MOCK, "nginx": NGINX, "transit": TRANSIT, "litellm": LITELLM}[target]
+        port = {"direct": MOCK, "nginx": NGINX, "hyper": HYPER, "transit": TRANSIT,
+                "litellm": LITELLM}[target]
         return f"http://127.0.0.1:{port}{path}"
 
     def key(self, target):
@@ -495,9 +503,10 @@ http {{
     def run(self):
         only = set(self.args.only.split(",")) if self.args.only else None
         want = lambda s: only is None or s in only
-        log("starting the mock upstream, nginx, Transit and LiteLLM")
+        log("starting the mock upstream, nginx, the bare hyper proxy, Transit and LiteLLM")
         self.start_mock()
         self.start_nginx()
+        self.start_bare_proxy()
         mem = self.results.setdefault("memory", {})
         # A first boot compiles the built-in adapters into the adapter cache;
         # a gateway restarted on its data directory maps them from there.
@@ -522,8 +531,8 @@ http {{
         idle_transit = rss_kb([transit_pid]) / 1024
         mem["transit_idle_before_load_mb"] = idle_transit
         mem["transit_idle_before_load_anon_mb"] = rss_kb([transit_pid], "RssAnon") / 1024
-        everyone = ["direct", "nginx", "transit"] + ([] if self.args.no_litellm else ["litellm"])
-        proxies = ["direct", "nginx", "transit"]
+        everyone = ["direct", "nginx", "hyper", "transit"] + ([] if self.args.no_litellm else ["litellm"])
+        proxies = ["direct", "nginx", "hyper", "transit"]
 
         # Warm every path once (connection pools, adapter instances, caches).
         self.closed_loop("warmup", everyone, chat_body("bench"), 4)
@@ -655,6 +664,13 @@ http {{
             goals["c1_added_p99_us"] = g("openai_c1", "transit", "p99_us") - g("openai_c1", "direct", "p99_us")
             goals["c1_nginx_added_p50_us"] = g("openai_c1", "nginx", "p50_us") - g("openai_c1", "direct", "p50_us")
             goals["c32_vs_nginx"] = g("openai_c32", "transit", "rps") / g("openai_c32", "nginx", "rps")
+            # Unjudged: the same figures for the bare proxy on Transit's own
+            # stack, which split Transit's cost into the stack's and its own.
+            if g("openai_c1", "hyper", "p50_us") is not None:
+                goals["c1_hyper_added_p50_us"] = (g("openai_c1", "hyper", "p50_us")
+                                                  - g("openai_c1", "direct", "p50_us"))
+                goals["c32_hyper_vs_nginx"] = g("openai_c32", "hyper", "rps") / g("openai_c32", "nginx", "rps")
+                goals["c32_vs_hyper"] = g("openai_c32", "transit", "rps") / g("openai_c32", "hyper", "rps")
             if g("openai_c32", "litellm", "rps"):
                 goals["c32_vs_litellm"] = g("openai_c32", "transit", "rps") / g("openai_c32", "litellm", "rps")
         if g("stream_c1", "transit", "duration_p50_us") is not None:
@@ -665,6 +681,9 @@ http {{
         if g("stream_paced_c1", "transit", "ttfc_p50_us") is not None:
             goals["ttfc_added_us"] = (g("stream_paced_c1", "transit", "ttfc_p50_us")
                                       - g("stream_paced_c1", "direct", "ttfc_p50_us"))
+            if g("stream_paced_c1", "hyper", "ttfc_p50_us") is not None:
+                goals["ttfc_hyper_added_us"] = (g("stream_paced_c1", "hyper", "ttfc_p50_us")
+                                                - g("stream_paced_c1", "direct", "ttfc_p50_us"))
         mem = self.results.get("memory", {})
         if "transit_idle_mb" in mem:
             goals["idle_rss_mb"] = mem["transit_idle_before_load_mb"]
