@@ -96,10 +96,18 @@ pub fn router(state: AppState) -> Router {
 /// the call's usage is settled as for a client that went away.
 async fn cut_at_shutdown(
     State(app): State<AppState>,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: Next,
 ) -> Response {
-    let cut = app.shutdown.clone();
+    // The connection's token when served by [`crate::server::serve`]; the
+    // gateway's own otherwise (a router driven directly).
+    let cut = match request
+        .extensions_mut()
+        .remove::<crate::server::ConnectionCut>()
+    {
+        Some(connection) => connection.0,
+        None => app.shutdown.clone(),
+    };
     let response = tokio::select! {
         biased;
         response = next.run(request) => response,

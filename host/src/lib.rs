@@ -238,18 +238,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // grace period to finish; then it is cut, so that usage is written
     // before a supervisor's kill timeout, whatever a stream still had to go.
     let cut = app.state.shutdown.clone();
-    server::serve(listener, app.router.clone(), async move {
-        shutdown_signal().await;
-        tracing::info!(
-            grace_secs = grace.as_secs(),
-            "shutting down: requests in flight may finish within the grace period"
-        );
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            tracing::warn!("shutdown grace period over: cutting what is still in flight");
-            cut.cancel();
-        });
-    })
+    let connections_cut = cut.clone();
+    server::serve(
+        listener,
+        app.router.clone(),
+        async move {
+            shutdown_signal().await;
+            tracing::info!(
+                grace_secs = grace.as_secs(),
+                "shutting down: requests in flight may finish within the grace period"
+            );
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                tracing::warn!("shutdown grace period over: cutting what is still in flight");
+                cut.cancel();
+            });
+        },
+        connections_cut,
+    )
     .await;
     tracing::info!("shutting down: waiting for usage records to be written");
     app.state.billing.close_lines().await;

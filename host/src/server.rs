@@ -43,11 +43,13 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Serve `router` on `listener` until `shutdown` resolves; then accept no
 /// more connections, let each one finish the request it is serving (idle
 /// keep-alive connections close at once), and return when all are closed.
-/// Requests see the client's address as [`ConnectInfo<SocketAddr>`].
+/// Requests see the client's address as [`ConnectInfo<SocketAddr>`], and
+/// `cut` (the gateway's [`crate::Inner::shutdown`]) as a [`ConnectionCut`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send,
+    cut: CancellationToken,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -73,15 +75,20 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
         }
+        // Tokens of the connection's own, children of the shared ones: a
+        // request polls its connection's token, never one every connection
+        // shares (each poll of a token takes its lock).
+        let connection_cut = ConnectionCut(cut.child_token());
         let service = TowerToHyperService::new(router.clone().map_request(
             move |request: axum::http::Request<Incoming>| {
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(ConnectInfo(remote));
+                request.extensions_mut().insert(connection_cut.clone());
                 request
             },
         ));
         let builder = builder.clone();
-        let closing = closing.clone();
+        let closing = closing.child_token();
         connections.spawn(async move {
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
             let mut connection = std::pin::pin!(connection);
@@ -102,6 +109,11 @@ pub async fn serve(
     connections.close();
     connections.wait().await;
 }
+
+/// The shutdown cut as one connection sees it: cancelled with the gateway's
+/// [`crate::Inner::shutdown`] (see [`crate::http::cut_at_shutdown`]).
+#[derive(Clone)]
+pub struct ConnectionCut(pub CancellationToken);
 
 /// After a failed accept: running out of file descriptors (or memory) is
 /// not fixed by trying again at once, so wait a moment; errors of the one

@@ -169,6 +169,58 @@ async fn a_call_abandoned_while_the_upstream_works_is_charged_its_prompt() {
     assert_eq!(app.open_holds().await, 0);
 }
 
+/// A plain call still in flight when the shutdown's grace period ends is
+/// answered 503 (`shutting_down`: send it again), and billed as the
+/// gateway's cut, for the prompt the upstream already has. The cut reaches
+/// it through its connection's own token, a child of the gateway's.
+#[tokio::test]
+async fn a_call_in_flight_when_the_shutdown_cuts_is_answered_503() {
+    let (app, mock) = metered_app().await;
+    let (user, key) = app.user_with_key(100_000).await;
+    mock.set(Behavior::Slow);
+    let url = app.url("/v1/chat/completions");
+    let call = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(key)
+            .json(&metered_body(false))
+            .send()
+            .await
+    });
+    for _ in 0..100 {
+        if mock.requests() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(mock.requests(), 1);
+    assert!(!call.is_finished(), "the slow answer came early");
+    app.app.state.shutdown.cancel();
+    let r = call.await.unwrap().unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "shutting_down", "{body}");
+    // The gateway is cut for good now, its admin API too: the ledger is
+    // read from the database.
+    let (quota, charged, _) = app.ledger(user).await;
+    let db = &app.app.state.db;
+    let logs: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(
+        db.sql("SELECT content FROM logs WHERE user_id = ?")
+            .into_owned(),
+    ))
+    .bind(user)
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        logs,
+        [("the gateway shut down before the answer: prompt billed".to_owned(),)]
+    );
+    assert!(charged > 0, "the prompt was not billed");
+    assert_eq!(100_000 - quota, charged);
+    assert_eq!(app.open_holds().await, 0);
+}
+
 #[tokio::test]
 async fn cut_and_abandoned_streams_are_charged_for_what_was_delivered() {
     let (app, mock) = metered_app().await;

@@ -115,6 +115,7 @@ pub async fn spawn_app_on(
         listener,
         app.router.clone(),
         std::future::pending(),
+        app.state.shutdown.clone(),
     ));
     TestApp {
         addr,
