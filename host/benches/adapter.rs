@@ -51,6 +51,35 @@ async fn instantiate_and_call(
     (instantiate, plain)
 }
 
+/// Median per-request time of a plain call as the relay makes it: prepare
+/// on a warm instance, given back, then parse on it again.
+async fn warm_call(
+    runtime: &Runtime,
+    adapter: &std::sync::Arc<transit::adapters::LoadedAdapter>,
+) -> Duration {
+    median(15, 2000, || async move {
+        let c = chat_call(false);
+        let mut lease = runtime
+            .instantiate(adapter)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = lease.instance.prepare_request(&c, REQUEST).await;
+        lease.recycle();
+        let response = UpstreamResponse {
+            status: 200,
+            headers: vec![],
+            body: RESPONSE.to_vec(),
+        };
+        let mut lease = runtime
+            .instantiate(adapter)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = lease.instance.parse_response(&c, &response).await;
+        lease.recycle();
+    })
+    .await
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cache = tempfile::tempdir()?;
@@ -92,6 +121,15 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let (_, runtime, adapter, _) = &runtimes[runtimes.len() - 1];
+    let mut warm = Vec::new();
+    for _ in 0..5 {
+        warm.push(warm_call(runtime, adapter).await);
+    }
+    warm.sort();
+    println!(
+        "plain call on a warm instance: prepare + parse {:>9.2?}",
+        warm[2]
+    );
     let mut lease = runtime.instantiate(adapter).await?;
     let c = chat_call(true);
     let stream = lease
