@@ -22,16 +22,9 @@ use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use transit_bench::arg;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
-
-fn arg(args: &[String], name: &str, default: u16) -> u16 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn forward(
     client: Client<HttpConnector, Incoming>,
@@ -63,8 +56,8 @@ fn status(code: StatusCode) -> Response<Body> {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let port = arg(&args, "--port", 9105);
-    let upstream = arg(&args, "--upstream-port", 9100);
+    let port = arg(&args, "--port", 9105) as u16;
+    let upstream = arg(&args, "--upstream-port", 9100) as u16;
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new())

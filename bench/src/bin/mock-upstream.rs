@@ -26,6 +26,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use transit_bench::arg;
 
 #[derive(Clone, Copy)]
 struct Settings {
@@ -155,14 +156,6 @@ async fn handle(req: Request<Incoming>, s: Settings) -> Result<Response<Body>, I
         BodyExt::boxed(StreamBody::new(stream)),
         "text/event-stream",
     ))
-}
-
-fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 #[tokio::main]

@@ -127,12 +127,13 @@ async fn plain_and_streamed_calls_are_charged_at_their_price() {
     assert_eq!(price["quota_per_usd"], 500_000);
 }
 
-/// A client that hangs up while the upstream works on a plain call pays
-/// for the prompt (the upstream bills it), not for the answer it never got.
-#[tokio::test]
-async fn a_call_abandoned_while_the_upstream_works_is_charged_its_prompt() {
-    let (app, mock) = metered_app().await;
-    let (user, key) = app.user_with_key(100_000).await;
+/// A plain call sent in the background to a slow upstream (it answers
+/// after 600 ms), once the upstream has it and before it answers.
+async fn slow_call_at_the_upstream(
+    app: &TestApp,
+    mock: &MockUpstream,
+    key: String,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
     mock.set(Behavior::Slow);
     let url = app.url("/v1/chat/completions");
     let call = tokio::spawn(async move {
@@ -143,7 +144,6 @@ async fn a_call_abandoned_while_the_upstream_works_is_charged_its_prompt() {
             .send()
             .await
     });
-    // Hang up once the upstream has the request (it answers after 600 ms).
     for _ in 0..100 {
         if mock.requests() == 1 {
             break;
@@ -152,6 +152,17 @@ async fn a_call_abandoned_while_the_upstream_works_is_charged_its_prompt() {
     }
     assert_eq!(mock.requests(), 1);
     assert!(!call.is_finished(), "the slow answer came early");
+    call
+}
+
+/// A client that hangs up while the upstream works on a plain call pays
+/// for the prompt (the upstream bills it), not for the answer it never got.
+#[tokio::test]
+async fn a_call_abandoned_while_the_upstream_works_is_charged_its_prompt() {
+    let (app, mock) = metered_app().await;
+    let (user, key) = app.user_with_key(100_000).await;
+    // Hang up once the upstream has the request.
+    let call = slow_call_at_the_upstream(&app, &mock, key).await;
     call.abort();
     let logs = app.wait_logs(1).await;
     assert_eq!(logs.len(), 1, "{logs:?}");
@@ -177,24 +188,7 @@ async fn a_call_abandoned_while_the_upstream_works_is_charged_its_prompt() {
 async fn a_call_in_flight_when_the_shutdown_cuts_is_answered_503() {
     let (app, mock) = metered_app().await;
     let (user, key) = app.user_with_key(100_000).await;
-    mock.set(Behavior::Slow);
-    let url = app.url("/v1/chat/completions");
-    let call = tokio::spawn(async move {
-        reqwest::Client::new()
-            .post(url)
-            .bearer_auth(key)
-            .json(&metered_body(false))
-            .send()
-            .await
-    });
-    for _ in 0..100 {
-        if mock.requests() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(mock.requests(), 1);
-    assert!(!call.is_finished(), "the slow answer came early");
+    let call = slow_call_at_the_upstream(&app, &mock, key).await;
     app.app.state.shutdown.cancel();
     let r = call.await.unwrap().unwrap();
     assert_eq!(r.status(), 503);
