@@ -187,6 +187,9 @@ pub struct Runtime {
     registry: ArcSwap<HashMap<String, Arc<LoadedAdapter>>>,
     sources: sources::Sources,
     limits: AdapterConfig,
+    /// The serving engine's memory layout, which engines compiling for it
+    /// share.
+    layout: Layout,
     deadline_ticks: u64,
     clock: Arc<clock::Clock>,
     /// One permit per instance the pool can hold (less a few kept for load
@@ -224,7 +227,17 @@ impl Runtime {
         limits: &AdapterConfig,
         cache_dir: Option<&std::path::Path>,
     ) -> anyhow::Result<Self> {
-        let engine = build_engine(limits, Allocation::Pooled)?;
+        let (engine, layout) = serving_engine(limits)?;
+        Self::with_engine(engine, layout, limits, cache_dir).await
+    }
+
+    /// [`Runtime::new`] on a serving engine of `layout`.
+    async fn with_engine(
+        engine: Engine,
+        layout: Layout,
+        limits: &AdapterConfig,
+        cache_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         let artifacts = cache_dir
             .map(|dir| artifacts::Artifacts::open(dir, &engine))
             .transpose()?;
@@ -239,6 +252,7 @@ impl Runtime {
             registry: ArcSwap::from_pointee(HashMap::new()),
             sources: sources::Sources::default(),
             limits: limits.clone(),
+            layout,
             deadline_ticks,
             clock,
             instances: Arc::new(tokio::sync::Semaphore::new(
@@ -291,12 +305,13 @@ impl Runtime {
     ) -> anyhow::Result<LoadedAdapter> {
         sources::check_header(&bytes)?;
         let engine = self.engine.clone();
-        let (artifacts, limits) = (self.artifacts.clone(), self.limits.clone());
+        let (artifacts, limits, layout) =
+            (self.artifacts.clone(), self.limits.clone(), self.layout);
         let key = digest.clone();
         let component = tokio::task::spawn_blocking(move || match artifacts {
             Some(artifacts) => artifacts.load(
                 &engine,
-                || build_engine(&limits, Allocation::OnDemand),
+                || build_engine(&limits, Allocation::OnDemand, layout),
                 &bytes,
                 &key,
             ),
@@ -612,27 +627,72 @@ enum Allocation {
     OnDemand,
 }
 
+/// Where a guest's linear memory lies in the host's address space, which
+/// decides the code the compiler emits for each load and store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Each memory reserves the whole 32-bit index space and a guard region
+    /// behind it: an access out of bounds faults on the guard pages, so
+    /// loads and stores carry no bounds checks. Address space only (never
+    /// resident): about 4 GiB per pool slot.
+    Guarded,
+    /// Each memory reserves only what the cap allows, so a large pool
+    /// stays small in address space; every load and store checks its
+    /// bounds. For a host whose address space is limited (`ulimit -v`).
+    Compact,
+}
+
+/// Guard region after a guarded memory: wasmtime's default, which covers
+/// the static offsets compiled code uses.
+const GUARD_BYTES: u64 = 32 << 20;
+
 /// An engine. Everything that shapes compiled code is the same whatever
 /// the allocation, so engines of both kinds share compiled artifacts.
-fn build_engine(limits: &AdapterConfig, allocation: Allocation) -> anyhow::Result<Engine> {
+fn build_engine(
+    limits: &AdapterConfig,
+    allocation: Allocation,
+    layout: Layout,
+) -> anyhow::Result<Engine> {
     let memory = limits.memory_limit_mib.max(1) * 1024 * 1024;
     let mut config = EngineConfig::new();
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
         .memory_init_cow(true)
-        // Reserve only what the cap allows instead of 4 GiB per memory, so a
-        // large pool stays cheap in address space; bounds checks are explicit.
-        .memory_reservation(memory)
-        .memory_guard_size(64 * 1024)
         .memory_reservation_for_growth(0)
         .max_wasm_stack(1024 * 1024);
+    match layout {
+        Layout::Guarded => config
+            .memory_reservation(1 << 32)
+            .memory_guard_size(GUARD_BYTES),
+        Layout::Compact => config
+            .memory_reservation(memory)
+            .memory_guard_size(64 * 1024),
+    };
     if allocation == Allocation::Pooled {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(limits, memory)));
     }
     Engine::new(&config)
         .map_err(anyhow::Error::from)
         .context("creating the WebAssembly engine")
+}
+
+/// The serving engine: guarded memories if the host's address space holds
+/// the pool's reservation, compact ones otherwise.
+fn serving_engine(limits: &AdapterConfig) -> anyhow::Result<(Engine, Layout)> {
+    match build_engine(limits, Allocation::Pooled, Layout::Guarded) {
+        Ok(engine) => Ok((engine, Layout::Guarded)),
+        Err(e) => {
+            tracing::warn!(
+                "the adapter instance pool could not reserve guarded memories ({e:#}); \
+                 using compact memories with bounds checks, which run adapter code more slowly"
+            );
+            Ok((
+                build_engine(limits, Allocation::Pooled, Layout::Compact)?,
+                Layout::Compact,
+            ))
+        }
+    }
 }
 
 /// Core module instances one adapter instance may create.
@@ -947,6 +1007,42 @@ mod tests {
         }
     }
 
+    /// A guest that reads past the end of its memory traps, whichever the
+    /// layout: on the guard pages of a guarded memory (the default), on the
+    /// bounds check of a compact one (a host short of address space: see
+    /// `binary::starts_with_compact_adapter_memories_when_address_space_is_short`).
+    #[tokio::test]
+    async fn a_read_out_of_guest_memory_traps_in_either_layout() {
+        let config = AdapterConfig::default();
+        for layout in [Layout::Guarded, Layout::Compact] {
+            let dir = tempfile::tempdir().unwrap();
+            let runtime = if layout == Layout::Guarded {
+                Runtime::new(&config, Some(dir.path())).await.unwrap()
+            } else {
+                let engine = build_engine(&config, Allocation::Pooled, layout).unwrap();
+                Runtime::with_engine(engine, layout, &config, Some(dir.path()))
+                    .await
+                    .unwrap()
+            };
+            assert_eq!(runtime.layout, layout);
+            let adapter = runtime.install(compile_misbehave(&runtime).await);
+            let mut lease = runtime.instantiate(&adapter).await.unwrap();
+            let trapped = lease
+                .instance
+                .prepare_request(&model_call("out-of-bounds"), b"{}")
+                .await;
+            match trapped {
+                Err(GuestFailure::Trap(message)) => {
+                    assert!(message.contains("out of bounds"), "{layout:?}: {message}");
+                }
+                other => panic!("{layout:?}: {:?}", other.map(|r| r.is_ok())),
+            }
+            drop(lease);
+            let mut lease = runtime.instantiate(&adapter).await.unwrap();
+            assert_eq!(remembered(&mut lease).await, (1, 0), "{layout:?}");
+        }
+    }
+
     /// What the instance behind `lease` remembers, as the fixture's `count`
     /// model reports it: (requests prepared, stream translators alive).
     async fn remembered(lease: &mut Lease) -> (u32, u32) {
@@ -1250,7 +1346,7 @@ mod tests {
     #[tokio::test]
     async fn the_pool_holds_what_the_builtin_adapters_need_and_their_digests_are_right() {
         let defaults = AdapterConfig::default();
-        let engine = build_engine(&defaults, Allocation::OnDemand).unwrap();
+        let engine = build_engine(&defaults, Allocation::OnDemand, Layout::Guarded).unwrap();
         let (mut memories, mut tables) = (0, 0);
         for (file, bytes, digest) in builtin::ADAPTERS {
             // The digest the build took is the bytes' (the cache key).

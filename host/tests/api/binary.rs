@@ -118,6 +118,65 @@ fn open_file_limits(pid: u32) -> (String, String) {
     )
 }
 
+/// Under a limit on address space too small for guarded adapter memories
+/// (about 4 GiB of address space each), the gateway says so and starts with
+/// compact ones: it loads and smoke-calls every built-in adapter in them.
+#[tokio::test]
+async fn starts_with_compact_adapter_memories_when_address_space_is_short() {
+    let cwd = tempfile::tempdir().unwrap();
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    // 200 GiB: the 1 000 guarded slots need about 4 TiB, the compact ones
+    // (64 MiB each) about 64 GiB.
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 209715200 && exec "$0""#)
+        .arg(env!("CARGO_BIN_EXE_transit"))
+        .current_dir(cwd.path())
+        .env("TRANSIT_LISTEN", addr.to_string())
+        .env("TRANSIT_LOG__LEVEL", "warn")
+        .env("TRANSIT_ADMIN_TOKEN", "compact-admin")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let warned = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("using compact memories") {
+                return line;
+            }
+        }
+        panic!("the gateway exited without a word on its adapter memories");
+    })
+    .await
+    .unwrap();
+    assert!(warned.contains("guarded memories"), "{warned}");
+    transit::init_tls();
+    let client = reqwest::Client::new();
+    let mut adapters = None;
+    for _ in 0..300 {
+        if let Ok(r) = client
+            .get(format!("http://{addr}/admin/adapters"))
+            .header("X-Admin-Token", "compact-admin")
+            .send()
+            .await
+        {
+            adapters = Some(r.json::<serde_json::Value>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let adapters = adapters.expect("the gateway never answered");
+    let listed = adapters.to_string();
+    for name in ["openai", "anthropic", "gemini"] {
+        assert!(listed.contains(&format!("\"{name}\"")), "{listed}");
+    }
+    child.kill().await.unwrap();
+}
+
 /// Started as a service manager would start it (here with a low soft limit
 /// on open files, as systemd's default of 1 024 is): defaults only.
 #[tokio::test]
