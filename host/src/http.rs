@@ -1,30 +1,36 @@
 //! The HTTP surface, assembled in one place.
 //!
-//! Middleware, outermost first:
-//! 1. `SetRequestId`: every request gets an `x-request-id` (a client's is kept).
-//! 2. `TraceLayer`: one span per request, tagged with the request id.
-//! 3. `CatchPanic`: a panic becomes an OpenAI-shaped 500, never a dropped
-//!    connection (none is expected; this is the last line of defence).
-//! 4. `PropagateRequestId`: the id is echoed in the response.
-//! 5. [`cut_at_shutdown`]: what still runs when a shutdown's grace period is
-//!    over is cut.
+//! Every request goes through one middleware of Transit's own, [`edge`]:
+//! 1. it gets an `x-request-id` (a client's is kept), echoed in the
+//!    response;
+//! 2. it runs in a span tagged with that id (free unless the log level
+//!    takes `info` spans), and its end is logged at `debug` (at `warn` for
+//!    a 5xx), with its status and latency;
+//! 3. a panic becomes an OpenAI-shaped 500, never a dropped connection
+//!    (none is expected; this is the last line of defence);
+//! 4. what still runs when a shutdown's grace period is over is cut.
+//!
+//! One function instead of a layer for each step: every layer wraps the
+//! request's future (and some the response body) once more. Replacing four
+//! tower-http layers and a function of ours with this one saved about 9 µs
+//! of CPU per request at 32 connections (`bench/README.md`).
 //!
 //! Bodies are read by the handlers under `body_limit_bytes` (413 in OpenAI's
 //! shape), so axum's own limit is disabled.
 
+use std::panic::AssertUnwindSafe;
 use std::task::Poll;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, HttpBody};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderName, Request, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use futures_util::StreamExt;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use futures_util::{FutureExt, StreamExt};
+use tracing::Instrument;
 
 use crate::AppState;
 use crate::error::GatewayError;
@@ -66,39 +72,42 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/", get(index))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            cut_at_shutdown,
-        ))
         .layer(DefaultBodyLimit::disable())
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(CatchPanicLayer::custom(|_| {
-            GatewayError::internal("The gateway hit an unexpected error.").into_response()
-        }))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let id = req
-                    .headers()
-                    .get(&REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            }),
-        )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }
 
+/// What every request goes through (see the module's documentation).
+///
 /// Once a shutdown's grace period is over ([`crate::Inner::shutdown`]), a
 /// request still being handled is answered 503, and a response body still
 /// being sent (a stream) is broken off: the client sees an incomplete
 /// transfer, not a clean end it could take for the whole answer. Either way
 /// the call's usage is settled as for a client that went away.
-async fn cut_at_shutdown(
+async fn edge(
     State(app): State<AppState>,
     mut request: axum::extract::Request,
     next: Next,
 ) -> Response {
+    let started = Instant::now();
+    let id = match request.headers().get(&REQUEST_ID) {
+        Some(id) => Some(id.clone()),
+        None => {
+            let mut text = uuid::Uuid::encode_buffer();
+            let made = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+            let id = HeaderValue::from_str(made).ok();
+            if let Some(id) = &id {
+                request.headers_mut().insert(REQUEST_ID, id.clone());
+            }
+            id
+        }
+    };
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+    );
     // The connection's token when served by [`crate::server::serve`]; the
     // gateway's own otherwise (a router driven directly).
     let cut = match request
@@ -108,15 +117,30 @@ async fn cut_at_shutdown(
         Some(connection) => connection.0,
         None => app.shutdown.clone(),
     };
-    let response = tokio::select! {
+    let handled = AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .instrument(span.clone());
+    let mut response = tokio::select! {
         biased;
-        response = next.run(request) => response,
+        handled = handled => handled.unwrap_or_else(|_| {
+            GatewayError::internal("The gateway hit an unexpected error.").into_response()
+        }),
         () = cut.cancelled() => {
-            return GatewayError::unavailable("The gateway is shutting down: send the request again.")
+            GatewayError::unavailable("The gateway is shutting down: send the request again.")
                 .with_code("shutting_down")
-                .into_response();
+                .into_response()
         }
     };
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_millis() as u64;
+    if response.status().is_server_error() {
+        tracing::warn!(parent: &span, status, latency_ms, "request failed");
+    } else {
+        tracing::debug!(parent: &span, status, latency_ms, "request finished");
+    }
+    if let Some(id) = id {
+        response.headers_mut().insert(REQUEST_ID, id);
+    }
     if response.body().size_hint().exact().is_some() {
         // Whole already (not a stream): nothing to cut.
         return response;

@@ -48,6 +48,47 @@ async fn non_stream_answer_and_usage_are_recorded() {
     assert_eq!(user["request_count"], 1);
 }
 
+/// A request's id is the client's `x-request-id` if it sent one, else one
+/// the gateway makes; either way it is echoed in the answer (errors
+/// included) and names the call's log row.
+#[tokio::test]
+async fn the_request_id_is_echoed_and_names_the_log_row() {
+    let (app, _mock, _, key) = app_with_channel().await;
+    let r = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("x-request-id", "client-chosen-7")
+        .json(&chat_body("gpt-4o-mini", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "client-chosen-7");
+
+    let r = app.chat(&key, chat_body("gpt-4o-mini", false)).await;
+    assert_eq!(r.status(), 200);
+    let made = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&made).is_ok(), "{made}");
+
+    let r = app
+        .chat("sk-not-a-key", chat_body("gpt-4o-mini", false))
+        .await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("x-request-id").is_some());
+
+    let mut logged: Vec<String> = app
+        .logs()
+        .await
+        .iter()
+        .map(|l| l["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    logged.sort();
+    let mut sent = vec!["client-chosen-7".to_owned(), made];
+    sent.sort();
+    assert_eq!(logged, sent);
+}
+
 #[tokio::test]
 async fn stream_with_usage_relays_chunks_and_bills_upstream_usage() {
     let (app, mock, _, key) = app_with_channel().await;
