@@ -118,30 +118,45 @@ fn open_file_limits(pid: u32) -> (String, String) {
     )
 }
 
+/// The gateway started through `sh` under `ulimit LIMIT`, in `cwd`, on a
+/// free local address, logging warnings to its piped stdout.
+fn started_under_ulimit(
+    limit: &str,
+    cwd: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, std::net::SocketAddr) {
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(r#"ulimit {limit} && exec "$0""#))
+        .arg(env!("CARGO_BIN_EXE_transit"))
+        .current_dir(cwd)
+        .env("TRANSIT_LISTEN", addr.to_string())
+        .env("TRANSIT_LOG__LEVEL", "warn")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    (child, addr)
+}
+
 /// Under a limit on address space too small for guarded adapter memories
 /// (about 4 GiB of address space each), the gateway says so and starts with
 /// compact ones: it loads and smoke-calls every built-in adapter in them.
 #[tokio::test]
 async fn starts_with_compact_adapter_memories_when_address_space_is_short() {
     let cwd = tempfile::tempdir().unwrap();
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
     // 200 GiB: the 1 000 guarded slots need about 4 TiB, the compact ones
     // (64 MiB each) about 64 GiB.
-    let mut child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(r#"ulimit -v 209715200 && exec "$0""#)
-        .arg(env!("CARGO_BIN_EXE_transit"))
-        .current_dir(cwd.path())
-        .env("TRANSIT_LISTEN", addr.to_string())
-        .env("TRANSIT_LOG__LEVEL", "warn")
-        .env("TRANSIT_ADMIN_TOKEN", "compact-admin")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, addr) = started_under_ulimit(
+        "-v 209715200",
+        cwd.path(),
+        &[("TRANSIT_ADMIN_TOKEN", "compact-admin")],
+    );
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let warned = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
@@ -182,21 +197,7 @@ async fn starts_with_compact_adapter_memories_when_address_space_is_short() {
 #[tokio::test]
 async fn starts_with_defaults_in_an_empty_directory_and_prints_an_admin_token() {
     let cwd = tempfile::tempdir().unwrap();
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
-    let mut child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(r#"ulimit -S -n 256 && exec "$0""#)
-        .arg(env!("CARGO_BIN_EXE_transit"))
-        .current_dir(cwd.path())
-        .env("TRANSIT_LISTEN", addr.to_string())
-        .env("TRANSIT_LOG__LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, addr) = started_under_ulimit("-S -n 256", cwd.path(), &[]);
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let token = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
