@@ -38,6 +38,7 @@ const ADAPTERS: &[(&str, &str, bool)] = &[
     ("transit-adapter-swap-v1", "swap-v1.wasm", false),
     ("transit-adapter-swap-v2", "swap-v2.wasm", false),
     ("transit-adapter-legacy-v0-1", "legacy-v0_1.wasm", false),
+    ("transit-adapter-legacy-v0-2", "legacy-v0_2.wasm", false),
 ];
 
 fn main() {

@@ -59,19 +59,19 @@ use std::marker::PhantomData;
 
 pub use bindings::exports::transit::adapter::tasks::{Submitted, TaskState, TaskStatus};
 pub use bindings::transit::adapter::types::{
-    AdapterError, AdapterInfo, Call, Channel, ChunkBatch, Event, Framing, RateLimit, Translated,
-    UpstreamError, UpstreamRequest, UpstreamResponse, Usage,
+    AdapterError, AdapterInfo, Answer, Call, Channel, ChunkBatch, Event, Framing, RateLimit,
+    Translated, UpstreamError, UpstreamRequest, UpstreamResponse, Usage,
 };
 
 /// The version of the `transit:adapter` WIT package this SDK builds against.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.3.0";
 
 /// Everything an adapter usually needs, in one import.
 pub mod prelude {
     pub use crate::errors;
     pub use crate::openai;
     pub use crate::{
-        Adapter, AdapterError, AdapterInfo, Call, Channel, ChunkBatch, Event, Framing,
+        Adapter, AdapterError, AdapterInfo, Answer, Call, Channel, ChunkBatch, Event, Framing,
         StreamTranslator, Submitted, TaskState, TaskStatus, Translated, UpstreamRequest,
         UpstreamResponse, Usage, export_adapter, log,
     };
@@ -277,7 +277,18 @@ impl UpstreamRequest {
             body,
             framing: Framing::Sse,
             usage: None,
+            answer: Answer::Adapter,
         }
+    }
+
+    /// The 2xx answer is in OpenAI's shape, already the client's: the host
+    /// relays it and reads its usage itself, with no `parse_response` call
+    /// and no stream translator (see [`Answer::Openai`]). For upstreams
+    /// that speak OpenAI's dialect as it is, on `chat.completions`,
+    /// `completions` and `embeddings`.
+    pub fn with_openai_answer(mut self) -> Self {
+        self.answer = Answer::Openai;
+        self
     }
 
     /// A `GET` of `url` (task polls, downloads).
@@ -289,6 +300,7 @@ impl UpstreamRequest {
             body: Vec::new(),
             framing: Framing::Sse,
             usage: None,
+            answer: Answer::Adapter,
         }
     }
 }

@@ -79,6 +79,7 @@ impl Adapter for Anthropic {
             body,
             framing: Framing::Sse,
             usage: None,
+            answer: Answer::Adapter,
         })
     }
 

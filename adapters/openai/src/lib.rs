@@ -4,8 +4,9 @@
 //!
 //! Requests pass through with the model mapped and, on streams,
 //! `stream_options.include_usage` forced on so every stream reports usage.
-//! Responses and stream chunks pass through untouched; usage is read from
-//! them.
+//! Responses and stream chunks pass through untouched: the adapter asks the
+//! host to relay them and read their usage itself (`answer::openai`), and
+//! translates them the same way when asked to.
 //!
 //! Videos (Sora) are asynchronous tasks through OpenAI's Videos API: the
 //! client's `POST /v1/videos` (JSON or multipart) or the generic
@@ -68,8 +69,9 @@ impl Adapter for OpenAi {
         };
         let url = openai::endpoint_url(&call.channel.base_url, path);
         // The same JSON rules hold for all three: the model is mapped and a
-        // stream is asked to report usage.
-        openai::prepare_chat(call, body, &url)
+        // stream is asked to report usage. Their answers are the client's
+        // as they come: the host reads them.
+        openai::prepare_chat(call, body, &url).map(UpstreamRequest::with_openai_answer)
     }
 
     fn parse_response(
@@ -169,6 +171,7 @@ mod tests {
         };
         assert_eq!(header("authorization"), Some("Bearer sk-test"));
         assert_eq!(header("openai-organization"), Some("org-1"));
+        assert_eq!(req.answer, Answer::Openai);
         let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
         assert_eq!(body["model"], "gpt-4o-mini-2024-07-18");
         assert_eq!(body["messages"][0]["role"], "system");

@@ -10,11 +10,11 @@ use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::clock::Clock;
-use super::v0_2_0::{
+use super::v0_3_0::{
     AdapterError, AdapterInfo, Call, ChunkBatch, Event, Submitted, TaskState, Translated,
     UpstreamRequest, UpstreamResponse,
 };
-use super::{v0_1_0, v0_2_0};
+use super::{v0_1_0, v0_2_0, v0_3_0};
 use crate::config::AdapterConfig;
 
 /// Per-store state: an empty WASI context (no files, sockets, environment
@@ -113,6 +113,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> anyhow::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     v0_1_0::TransitAdapter::add_to_linker::<GuestState, HasSelf<GuestState>>(linker, |s| s)?;
     v0_2_0::TransitAdapter::add_to_linker::<GuestState, HasSelf<GuestState>>(linker, |s| s)?;
+    v0_3_0::TransitAdapter::add_to_linker::<GuestState, HasSelf<GuestState>>(linker, |s| s)?;
     Ok(())
 }
 
@@ -122,6 +123,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> anyhow::Result<()> {
 pub enum Pre {
     V0_1(v0_1_0::TransitAdapterPre<GuestState>),
     V0_2(v0_2_0::TransitAdapterPre<GuestState>),
+    V0_3(v0_3_0::TransitAdapterPre<GuestState>),
 }
 
 impl Pre {
@@ -133,7 +135,8 @@ impl Pre {
         let pre = linker.instantiate_pre(component)?;
         Ok(match wit_version {
             "0.1.0" => Self::V0_1(v0_1_0::TransitAdapterPre::new(pre)?),
-            _ => Self::V0_2(v0_2_0::TransitAdapterPre::new(pre)?),
+            "0.2.0" => Self::V0_2(v0_2_0::TransitAdapterPre::new(pre)?),
+            _ => Self::V0_3(v0_3_0::TransitAdapterPre::new(pre)?),
         })
     }
 }
@@ -166,6 +169,7 @@ impl std::fmt::Display for GuestFailure {
 enum Bindings {
     V0_1(v0_1_0::TransitAdapter),
     V0_2(v0_2_0::TransitAdapter),
+    V0_3(v0_3_0::TransitAdapter),
 }
 
 /// One instance of an adapter in its own store, used by one request at a
@@ -245,6 +249,7 @@ impl Instance {
         let bindings = match pre {
             Pre::V0_1(pre) => Bindings::V0_1(pre.instantiate_async(&mut store).await?),
             Pre::V0_2(pre) => Bindings::V0_2(pre.instantiate_async(&mut store).await?),
+            Pre::V0_3(pre) => Bindings::V0_3(pre.instantiate_async(&mut store).await?),
         };
         drop(running);
         Ok(Self {
@@ -337,6 +342,10 @@ impl Instance {
             }
             Bindings::V0_2(b) => {
                 let a = b.transit_adapter_adapter();
+                guest_call!(self, a.call_info(&mut self.store)).map(Into::into)
+            }
+            Bindings::V0_3(b) => {
+                let a = b.transit_adapter_adapter();
                 guest_call!(self, a.call_info(&mut self.store))
             }
         }
@@ -355,6 +364,12 @@ impl Instance {
                     .map(|r| r.map(Into::into).map_err(Into::into))
             }
             Bindings::V0_2(b) => {
+                let a = b.transit_adapter_adapter();
+                let call = v0_2_0::Call::from(call);
+                guest_call!(self, a.call_prepare_request(&mut self.store, &call, body))
+                    .map(|r| r.map(Into::into).map_err(Into::into))
+            }
+            Bindings::V0_3(b) => {
                 let a = b.transit_adapter_adapter();
                 guest_call!(self, a.call_prepare_request(&mut self.store, call, body))
             }
@@ -379,6 +394,16 @@ impl Instance {
             }
             Bindings::V0_2(b) => {
                 let a = b.transit_adapter_adapter();
+                let call = v0_2_0::Call::from(call);
+                let response = v0_2_0::UpstreamResponse::from(response);
+                guest_call!(
+                    self,
+                    a.call_parse_response(&mut self.store, &call, &response)
+                )
+                .map(|r| r.map(Into::into).map_err(Into::into))
+            }
+            Bindings::V0_3(b) => {
+                let a = b.transit_adapter_adapter();
                 guest_call!(self, a.call_parse_response(&mut self.store, call, response))
             }
         }
@@ -399,6 +424,13 @@ impl Instance {
             }
             Bindings::V0_2(b) => {
                 let a = b.transit_adapter_adapter();
+                let call = v0_2_0::Call::from(call);
+                let response = v0_2_0::UpstreamResponse::from(response);
+                guest_call!(self, a.call_map_error(&mut self.store, &call, &response))
+                    .map(Into::into)
+            }
+            Bindings::V0_3(b) => {
+                let a = b.transit_adapter_adapter();
                 guest_call!(self, a.call_map_error(&mut self.store, call, response))
             }
         }
@@ -416,6 +448,15 @@ impl Instance {
                 )
             }
             Bindings::V0_2(b) => {
+                let a = b.transit_adapter_adapter();
+                let call = v0_2_0::Call::from(call);
+                guest_call!(
+                    self,
+                    a.stream_translator()
+                        .call_constructor(&mut self.store, &call)
+                )
+            }
+            Bindings::V0_3(b) => {
                 let a = b.transit_adapter_adapter();
                 guest_call!(
                     self,
@@ -445,6 +486,16 @@ impl Instance {
             }
             Bindings::V0_2(b) => {
                 let a = b.transit_adapter_adapter();
+                let events: Vec<v0_2_0::Event> = events.iter().map(Into::into).collect();
+                guest_call!(
+                    self,
+                    a.stream_translator()
+                        .call_push(&mut self.store, stream.0, &events)
+                )
+                .map(|r| r.map(Into::into).map_err(Into::into))
+            }
+            Bindings::V0_3(b) => {
+                let a = b.transit_adapter_adapter();
                 guest_call!(
                     self,
                     a.stream_translator()
@@ -473,6 +524,14 @@ impl Instance {
                     self,
                     a.stream_translator().call_finish(&mut self.store, stream.0)
                 )
+                .map(|r| r.map(Into::into).map_err(Into::into))
+            }
+            Bindings::V0_3(b) => {
+                let a = b.transit_adapter_adapter();
+                guest_call!(
+                    self,
+                    a.stream_translator().call_finish(&mut self.store, stream.0)
+                )
             }
         }
     }
@@ -485,6 +544,12 @@ impl Instance {
         match &self.bindings {
             Bindings::V0_1(_) => Ok(Err(missing("prepare-submit"))),
             Bindings::V0_2(b) => {
+                let t = b.transit_adapter_tasks();
+                let call = v0_2_0::Call::from(call);
+                guest_call!(self, t.call_prepare_submit(&mut self.store, &call, body))
+                    .map(|r| r.map(Into::into).map_err(Into::into))
+            }
+            Bindings::V0_3(b) => {
                 let t = b.transit_adapter_tasks();
                 guest_call!(self, t.call_prepare_submit(&mut self.store, call, body))
             }
@@ -500,6 +565,13 @@ impl Instance {
             Bindings::V0_1(_) => Ok(Err(missing("parse-submit"))),
             Bindings::V0_2(b) => {
                 let t = b.transit_adapter_tasks();
+                let call = v0_2_0::Call::from(call);
+                let response = v0_2_0::UpstreamResponse::from(response);
+                guest_call!(self, t.call_parse_submit(&mut self.store, &call, &response))
+                    .map(|r| r.map(Into::into).map_err(Into::into))
+            }
+            Bindings::V0_3(b) => {
+                let t = b.transit_adapter_tasks();
                 guest_call!(self, t.call_parse_submit(&mut self.store, call, response))
             }
         }
@@ -513,6 +585,15 @@ impl Instance {
         match &self.bindings {
             Bindings::V0_1(_) => Ok(Err(missing("prepare-poll"))),
             Bindings::V0_2(b) => {
+                let t = b.transit_adapter_tasks();
+                let call = v0_2_0::Call::from(call);
+                guest_call!(
+                    self,
+                    t.call_prepare_poll(&mut self.store, &call, upstream_id)
+                )
+                .map(|r| r.map(Into::into).map_err(Into::into))
+            }
+            Bindings::V0_3(b) => {
                 let t = b.transit_adapter_tasks();
                 guest_call!(
                     self,
@@ -531,6 +612,13 @@ impl Instance {
             Bindings::V0_1(_) => Ok(Err(missing("parse-poll"))),
             Bindings::V0_2(b) => {
                 let t = b.transit_adapter_tasks();
+                let call = v0_2_0::Call::from(call);
+                let response = v0_2_0::UpstreamResponse::from(response);
+                guest_call!(self, t.call_parse_poll(&mut self.store, &call, &response))
+                    .map(|r| r.map(Into::into).map_err(Into::into))
+            }
+            Bindings::V0_3(b) => {
+                let t = b.transit_adapter_tasks();
                 guest_call!(self, t.call_parse_poll(&mut self.store, call, response))
             }
         }
@@ -545,6 +633,15 @@ impl Instance {
         match &self.bindings {
             Bindings::V0_1(_) => Ok(Err(missing("prepare-content"))),
             Bindings::V0_2(b) => {
+                let t = b.transit_adapter_tasks();
+                let call = v0_2_0::Call::from(call);
+                guest_call!(
+                    self,
+                    t.call_prepare_content(&mut self.store, &call, upstream_id, variant)
+                )
+                .map(|r| r.map(Into::into).map_err(Into::into))
+            }
+            Bindings::V0_3(b) => {
                 let t = b.transit_adapter_tasks();
                 guest_call!(
                     self,

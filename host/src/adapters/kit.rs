@@ -17,7 +17,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{AdapterError, Call, ChannelInfo, Event, Framing, Runtime, Source, UpstreamResponse};
+use super::{
+    AdapterError, Answer, Call, ChannelInfo, Event, Framing, Runtime, Source, UpstreamResponse,
+};
 use crate::config::AdapterConfig;
 
 /// The channel key the kit hands adapters. It has the `ACCESS|SECRET` form
@@ -297,7 +299,11 @@ pub async fn run(options: KitOptions) -> anyhow::Result<bool> {
             if String::from_utf8_lossy(&req.body).contains(KEY) {
                 return Err("the channel key appears in the request body".to_owned());
             }
-            Ok(format!("{} {}", req.method, req.url))
+            let reader = match req.answer {
+                Answer::Adapter => "",
+                Answer::Openai => " (its answer read by the gateway as OpenAI's)",
+            };
+            Ok(format!("{} {}{reader}", req.method, req.url))
         }
         .await;
         report.check(label, result);

@@ -27,6 +27,7 @@ mod shared;
 mod sources;
 mod v0_1_0;
 mod v0_2_0;
+mod v0_3_0;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,13 +47,14 @@ use crate::config::AdapterConfig;
 
 pub use guest::{GuestFailure, Instance, StreamTranslator};
 pub use shared::StreamSeat;
-pub use v0_2_0::{
-    AdapterError, AdapterInfo, Call, Channel as ChannelInfo, ChunkBatch, Event, Framing, Submitted,
-    TaskState, TaskStatus, Translated, UpstreamRequest, UpstreamResponse, Usage,
+pub use v0_3_0::{
+    AdapterError, AdapterInfo, Answer, Call, Channel as ChannelInfo, ChunkBatch, Event, Framing,
+    Submitted, TaskState, TaskStatus, Translated, UpstreamError, UpstreamRequest, UpstreamResponse,
+    Usage,
 };
 
 /// WIT versions of `transit:adapter` this host serves.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.2.0", "0.1.0"];
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.3.0", "0.2.0", "0.1.0"];
 
 pub use self::health::Health;
 pub use self::sources::{LoadError, Source};
@@ -851,7 +853,7 @@ mod tests {
     #[tokio::test]
     async fn builtin_openai_component_round_trip() {
         let (_dir, runtime, adapter) = builtin_openai().await;
-        assert_eq!(adapter.wit_version, "0.2.0");
+        assert_eq!(adapter.wit_version, "0.3.0");
         assert_eq!(adapter.source, Source::Builtin);
         let mut lease = runtime.instantiate(&adapter).await.unwrap();
         assert_eq!(adapter.in_flight(), 1);

@@ -1,7 +1,8 @@
 //! Host bindings for `transit:adapter@0.1.0`, generated from the frozen copy
 //! of that version (`wit/since_v0.1.0`), and the conversions between its
 //! types and the host's own (the newest version's). A 0.1.0 component never
-//! sees what later versions added: client headers, raw framing, tasks.
+//! sees what later versions added: client headers, raw framing, tasks, the
+//! host reading OpenAI answers.
 
 // Guest calls are async: the guest runs on a fiber polled by the request's
 // task, so WASI calls it makes (a panic message written to stderr, say) are
@@ -20,7 +21,7 @@ pub use self::transit::adapter::types::{
 
 use self::transit::adapter::host::LogLevel;
 use super::guest::{GuestState, Level};
-use super::v0_2_0 as current;
+use super::v0_3_0 as current;
 
 impl self::transit::adapter::types::Host for GuestState {}
 
@@ -92,6 +93,7 @@ impl From<UpstreamRequest> for current::UpstreamRequest {
             body: r.body,
             framing: r.framing.into(),
             usage: None,
+            answer: current::Answer::Adapter,
         }
     }
 }

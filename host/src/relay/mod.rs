@@ -23,6 +23,7 @@
 pub(crate) mod admission;
 pub mod framing;
 pub mod native;
+mod passthrough;
 mod stream;
 pub mod surface;
 
@@ -38,7 +39,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::adapters::{
-    self, AdapterError, Call, ChannelInfo, Framing, Lease, UpstreamResponse, Usage,
+    self, AdapterError, Answer, Call, ChannelInfo, Framing, Lease, UpstreamResponse, Usage,
 };
 use crate::auth::{self, Caller};
 use crate::billing::{self, Hold, HoldRequest, Outcome};
@@ -908,7 +909,7 @@ async fn attempt(
     }
 
     if probe.stream {
-        let framing = upstream.framing;
+        let (framing, answer) = (upstream.framing, upstream.answer);
         let output = stream::Output {
             shape: probe.shape,
             converter: if translate {
@@ -918,21 +919,27 @@ async fn attempt(
             },
         };
         return stream::start(
-            app, &adapter, call, response, framing, output, channel, record, hold, slots,
+            app, &adapter, call, response, framing, answer, output, channel, record, hold, slots,
         )
         .await;
     }
 
     let upstream_response =
         collect_response(response, app.config.upstream.max_response_bytes, channel).await?;
-    let mut lease = lease_for_answer(app, &adapter, record.user_id).await?;
-    let translated = lease
-        .instance
-        .parse_response(&call, &upstream_response)
-        .await
-        .map_err(|f| guest_failure(&lease.adapter, f))?
-        .map_err(|e| from_adapter_error(e, channel))?;
-    lease.recycle();
+    let translated = match upstream.answer {
+        Answer::Openai => passthrough::whole(upstream_response.body),
+        Answer::Adapter => {
+            let mut lease = lease_for_answer(app, &adapter, record.user_id).await?;
+            let translated = lease
+                .instance
+                .parse_response(&call, &upstream_response)
+                .await
+                .map_err(|f| guest_failure(&lease.adapter, f))?;
+            lease.recycle();
+            translated
+        }
+    }
+    .map_err(|e| from_adapter_error(e, channel))?;
     let usage = translated.usage.clone().unwrap_or_else(|| Usage {
         input_tokens: record.prompt.billed(&record.model),
         output_tokens: billing::tokens::count(&record.model, &completion_text(&translated.body)),

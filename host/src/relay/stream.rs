@@ -1,5 +1,6 @@
 //! Streamed responses: upstream bytes → whole events → the adapter's stream
-//! translator → `data:` lines to the client.
+//! translator (or the host's, for OpenAI streams) → `data:` lines to the
+//! client.
 //!
 //! The first batch is read before the response is committed, so an upstream
 //! that fails or closes before producing anything can still fail over to
@@ -19,11 +20,12 @@ use axum::response::Response;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
+use super::passthrough;
 use super::{
     CallRecord, framer_for, from_adapter_error, guest_failure, lease_for_answer,
     upstream_unreachable,
 };
-use crate::adapters::{self, Call, ChunkBatch, Framing, StreamSeat, Usage};
+use crate::adapters::{self, Answer, Call, ChunkBatch, Framing, StreamSeat, Usage};
 use crate::billing::{self, Hold, Outcome};
 use crate::channels::Channel;
 use crate::error::{ErrorKind, GatewayError};
@@ -34,8 +36,16 @@ use crate::upstream;
 type Upstream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, upstream::Error>> + Send>>;
 
+/// Who translates a stream's events.
+enum Translator {
+    /// The adapter's stream translator, in a seat of one of its instances.
+    Adapter(StreamSeat),
+    /// The host: the upstream streams OpenAI's chunks (`answer::openai`).
+    OpenAi(passthrough::Stream),
+}
+
 struct Pump {
-    seat: StreamSeat,
+    translator: Translator,
     framer: super::framing::Framer,
     upstream: Upstream,
     usage: Option<Usage>,
@@ -128,12 +138,14 @@ impl Pump {
         events: &[adapters::Event],
         channel: &Channel,
     ) -> Result<ChunkBatch, GatewayError> {
-        let batch = self
-            .seat
-            .push(events)
-            .await
-            .map_err(|f| guest_failure(self.seat.adapter(), f))?
-            .map_err(|e| from_adapter_error(e, channel))?;
+        let batch = match &mut self.translator {
+            Translator::Adapter(seat) => seat
+                .push(events)
+                .await
+                .map_err(|f| guest_failure(seat.adapter(), f))?,
+            Translator::OpenAi(stream) => stream.push(events),
+        }
+        .map_err(|e| from_adapter_error(e, channel))?;
         self.absorb(&batch);
         Ok(batch)
     }
@@ -143,28 +155,31 @@ impl Pump {
             return Ok(Vec::new());
         }
         self.finished = true;
-        let batch = self
-            .seat
-            .finish()
-            .await
-            .map_err(|f| guest_failure(self.seat.adapter(), f))?
-            .map_err(|e| from_adapter_error(e, channel))?;
+        let batch = match &mut self.translator {
+            Translator::Adapter(seat) => seat
+                .finish()
+                .await
+                .map_err(|f| guest_failure(seat.adapter(), f))?
+                .map_err(|e| from_adapter_error(e, channel))?,
+            // An OpenAI stream has nothing left once its events are read.
+            Translator::OpenAi(_) => return Ok(Vec::new()),
+        };
         self.absorb(&batch);
         Ok(batch.chunks)
     }
 
-    /// Give the stream's seat in its adapter instance back, its translator
-    /// to be dropped before the instance's next call. The upstream is
-    /// handed back if the adapter found its stream finished but its end has
-    /// not arrived yet.
+    /// Give the stream's seat in its adapter instance back (if it has
+    /// one), its translator to be dropped before the instance's next call.
+    /// The upstream is handed back if the translator found its stream
+    /// finished but its end has not arrived yet.
     fn release(self) -> Option<Upstream> {
         let Self {
-            seat,
+            translator,
             mut upstream,
             upstream_done,
             ..
         } = self;
-        drop(seat);
+        drop(translator);
         (upstream_done && !drain(&mut upstream)).then_some(upstream)
     }
 
@@ -289,6 +304,7 @@ pub(super) async fn start(
     call: Call,
     response: upstream::Response,
     framing: Framing,
+    answer: Answer,
     output: Output,
     channel: &Arc<Channel>,
     record: &CallRecord,
@@ -338,22 +354,27 @@ pub(super) async fn start(
         )
         .retryable(true)
     })?;
-    // A seat in an instance hosting the user's other streams, or else in
-    // an instance of its own that later streams may join.
-    let seat = match app
-        .runtime
-        .join_stream(adapter, record.user_id, &call)
-        .await
-    {
-        Some(joined) => joined,
-        None => {
-            let lease = lease_for_answer(app, adapter, record.user_id).await?;
-            app.runtime.open_stream(lease, &call).await
-        }
-    }
-    .map_err(|f| guest_failure(adapter, f))?;
+    let translator = match answer {
+        Answer::Openai => Translator::OpenAi(passthrough::Stream::new(call.include_usage)),
+        // A seat in an instance hosting the user's other streams, or else
+        // in an instance of its own that later streams may join.
+        Answer::Adapter => Translator::Adapter(
+            match app
+                .runtime
+                .join_stream(adapter, record.user_id, &call)
+                .await
+            {
+                Some(joined) => joined,
+                None => {
+                    let lease = lease_for_answer(app, adapter, record.user_id).await?;
+                    app.runtime.open_stream(lease, &call).await
+                }
+            }
+            .map_err(|f| guest_failure(adapter, f))?,
+        ),
+    };
     let mut pump = Pump {
-        seat,
+        translator,
         framer,
         upstream,
         usage: None,

@@ -74,6 +74,29 @@ async fn many_concurrent_traps_leave_the_gateway_serving() {
     }
 }
 
+/// Open streams of one user keep their translators in one adapter
+/// instance; another user's stream gets an instance of its own.
+#[tokio::test]
+async fn open_streams_of_one_user_share_an_adapter_instance() {
+    let (app, mock, key) = misbehaving_app().await;
+    let (_, other_key) = app.user_with_key(1_000_000).await;
+    mock.set(Behavior::SlowStream);
+    let mut open = Vec::new();
+    for key in [&key, &key, &key, &other_key] {
+        let r = app.chat(key, chat_body("fine", true)).await;
+        assert_eq!(r.status(), 200);
+        open.push(r);
+    }
+    let adapter = app.app.state.runtime.get("misbehave").unwrap();
+    assert_eq!((adapter.hosting(), adapter.in_flight()), (2, 4));
+    for r in open {
+        let data = sse_data(r).await;
+        assert_eq!(chunk_text(&data), MOCK_REPLY);
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    }
+    assert_eq!((adapter.hosting(), adapter.in_flight()), (0, 0));
+}
+
 /// A trap in one stream's translator ends the user's streams that share
 /// its instance, and counts once against the adapter's health: five
 /// streams lost to one trap do not take the adapter out of rotation.
@@ -164,7 +187,7 @@ async fn the_admin_api_lists_loaded_adapters() {
         ]
     );
     let openai = &v["data"][names.iter().position(|n| *n == "openai").unwrap()];
-    assert_eq!(openai["wit_version"], "0.2.0");
+    assert_eq!(openai["wit_version"], "0.3.0");
     assert_eq!(openai["builtin"], true);
     assert_eq!(openai["hash"].as_str().unwrap().len(), 64);
 }

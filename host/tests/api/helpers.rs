@@ -406,6 +406,9 @@ pub enum Behavior {
     IgnoresStream,
     /// Stream, with `content-type: application/json`.
     StreamLabelledJson,
+    /// Answer 200 with an error object (as some vendors do); a stream's
+    /// first event is one.
+    ErrorIn200,
 }
 
 pub struct MockState {
@@ -689,6 +692,10 @@ async fn mock_chat(
         "prompt_tokens_details": {"cached_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0}
     });
+    let overloaded = json!({"error": {"message": "The engine is currently overloaded.", "type": "server_error", "code": "overloaded"}});
+    if behavior == Behavior::ErrorIn200 && req["stream"] != json!(true) {
+        return Json(overloaded).into_response();
+    }
     if req["stream"] != json!(true) || behavior == Behavior::IgnoresStream {
         return Json(json!({
             "id": "chatcmpl-mock",
@@ -707,10 +714,14 @@ async fn mock_chat(
                "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
         .to_string()
     };
-    let mut events = vec![chunk(
+    let mut events = Vec::new();
+    if behavior == Behavior::ErrorIn200 {
+        events.push(overloaded.to_string());
+    }
+    events.push(chunk(
         json!({"role": "assistant", "content": ""}),
         Value::Null,
-    )];
+    ));
     for word in MOCK_REPLY.split_inclusive(' ') {
         events.push(chunk(json!({"content": word}), Value::Null));
     }

@@ -175,7 +175,7 @@ async fn an_upload_through_one_instance_is_served_by_another() {
         ),
         (Some("swap"), Some("2.0.0"), Some("uploaded"))
     );
-    assert_eq!(v["wit_version"], "0.2.0");
+    assert_eq!(v["wit_version"], "0.3.0");
 
     a.channel(json!({"name": "up", "type": "swap", "secret_key": "k", "base_url": mock.base_url(), "models": "m"}))
         .await;
@@ -236,33 +236,38 @@ async fn an_upload_through_one_instance_is_served_by_another() {
     assert!(gone, "instance b kept serving a deleted adapter");
 }
 
-/// Interface versions: a component built against the frozen
+/// Interface versions: components built against the frozen
 /// `transit:adapter@0.1.0` (before client headers, raw responses and tasks
-/// existed) is accepted, listed with its version and serves plain and
-/// streamed calls on a gateway whose current interface is newer.
+/// existed) and `0.2.0` (before the host could read OpenAI answers itself)
+/// are accepted, listed with their versions and serve plain and streamed
+/// calls on a gateway whose current interface is newer.
 #[tokio::test]
-async fn a_component_built_against_wit_0_1_0_keeps_working() {
+async fn components_built_against_older_wit_versions_keep_working() {
     let app = spawn_app().await;
     let mock = MockUpstream::start("k").await;
-    let r = upload(&app, TestApp::fixture_wasm("legacy-v0_1.wasm")).await;
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(
-        (v["name"].as_str(), v["wit_version"].as_str()),
-        (Some("legacy"), Some("0.1.0"))
-    );
-
-    app.channel(json!({"name": "old", "type": "legacy", "secret_key": "k", "base_url": mock.base_url(), "models": "m"}))
-        .await;
     let (_, key) = app.user_with_key(1_000_000).await;
-    let r = app.chat(&key, chat_body("m", false)).await;
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["choices"][0]["message"]["content"], MOCK_REPLY);
+    for (file, name, version, model) in [
+        ("legacy-v0_1.wasm", "legacy", "0.1.0", "m1"),
+        ("legacy-v0_2.wasm", "legacy2", "0.2.0", "m2"),
+    ] {
+        let r = upload(&app, TestApp::fixture_wasm(file)).await;
+        assert_eq!(r.status(), 201, "{file}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            (v["name"].as_str(), v["wit_version"].as_str()),
+            (Some(name), Some(version))
+        );
+        app.channel(json!({"name": name, "type": name, "secret_key": "k", "base_url": mock.base_url(), "models": model}))
+            .await;
+        let r = app.chat(&key, chat_body(model, false)).await;
+        assert_eq!(r.status(), 200, "{file}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["choices"][0]["message"]["content"], MOCK_REPLY);
 
-    let r = app.chat(&key, chat_body("m", true)).await;
-    assert_eq!(r.status(), 200);
-    let data = sse_data(r).await;
-    assert_eq!(chunk_text(&data), MOCK_REPLY);
-    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+        let r = app.chat(&key, chat_body(model, true)).await;
+        assert_eq!(r.status(), 200, "{file}");
+        let data = sse_data(r).await;
+        assert_eq!(chunk_text(&data), MOCK_REPLY);
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    }
 }

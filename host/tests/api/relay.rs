@@ -147,40 +147,84 @@ async fn a_long_prompt_is_answered_through_a_fresh_instance() {
     );
 }
 
-/// Open streams of one user keep their translators in one adapter
-/// instance; another user's stream gets an instance of its own. Every
-/// stream gets its own answer and is billed its own usage.
+/// OpenAI streams are read by the host (`answer::openai`): open ones hold
+/// no adapter instance, and every stream gets its own answer and is billed
+/// its own usage, the usage-only chunk reaching the clients who asked.
 #[tokio::test]
-async fn open_streams_of_one_user_share_an_adapter_instance() {
+async fn open_openai_streams_hold_no_adapter_instance() {
     let (app, mock, _, key) = app_with_channel().await;
     let (_, other_key) = app.user_with_key(1_000_000).await;
     mock.set(Behavior::SlowStream);
-    let mut body = chat_body("gpt-4o-mini", true);
-    body["stream_options"] = json!({"include_usage": true});
+    let mut asked = chat_body("gpt-4o-mini", true);
+    asked["stream_options"] = json!({"include_usage": true});
     let mut streams = Vec::new();
-    for key in [&key, &key, &key, &other_key] {
+    for (key, body) in [
+        (&key, &asked),
+        (&key, &chat_body("gpt-4o-mini", true)),
+        (&other_key, &asked),
+    ] {
         let r = app.chat(key, body.clone()).await;
         assert_eq!(r.status(), 200);
-        streams.push(r);
+        streams.push((r, body["stream_options"]["include_usage"] == true));
     }
     let openai = app.admin_adapter("openai").await;
-    assert_eq!(openai["in_flight"], 4, "{openai}");
-    assert_eq!(openai["hosting"], 2, "{openai}");
-    for r in streams {
+    assert_eq!(
+        (&openai["in_flight"], &openai["hosting"]),
+        (&json!(0), &json!(0)),
+        "{openai}"
+    );
+    for (r, asked) in streams {
         let data = sse_data(r).await;
         assert_eq!(chunk_text(&data), MOCK_REPLY);
         assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+        let usage_chunk = data.iter().any(|d| d.contains("\"usage\":{"));
+        assert_eq!(usage_chunk, asked, "{data:?}");
     }
     let logs = app.logs().await;
-    assert_eq!(logs.len(), 4);
+    assert_eq!(logs.len(), 3);
     assert!(
         logs.iter()
             .all(|l| l["completion_tokens"] == MOCK_COMPLETION_TOKENS
                 && l["prompt_tokens"] == MOCK_PROMPT_TOKENS),
         "{logs:?}"
     );
-    let adapter = app.app.state.runtime.get("openai").unwrap();
-    assert_eq!((adapter.hosting(), adapter.in_flight()), (0, 0));
+}
+
+/// An OpenAI answer carrying an error object with a 200 is the upstream's
+/// failure, plain or streamed: 502 with the upstream's message, nothing
+/// billed, and another channel tried first.
+#[tokio::test]
+async fn an_error_object_in_a_200_answer_fails_the_attempt() {
+    let (app, mock, _, key) = app_with_channel().await;
+    mock.set(Behavior::ErrorIn200);
+    for stream in [false, true] {
+        let r = app.chat(&key, chat_body("gpt-4o-mini", stream)).await;
+        assert_eq!(r.status(), 502, "stream {stream}");
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("The engine is currently overloaded.")),
+            "{v}"
+        );
+    }
+    let logs = app.logs().await;
+    assert!(
+        logs.iter()
+            .all(|l| l["quota"] == 0 && l["completion_tokens"] == 0),
+        "{logs:?}"
+    );
+
+    let healthy = MockUpstream::start("sk-upstream-2").await;
+    app.channel(json!({
+        "name": "second", "type": "openai", "secret_key": "sk-upstream-2",
+        "base_url": healthy.base_url(), "models": ["gpt-4o-mini"], "priority": -1,
+    }))
+    .await;
+    let r = app.chat(&key, chat_body("gpt-4o-mini", false)).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], MOCK_REPLY);
 }
 
 /// A call holds no adapter instance while its upstream works on it: with
