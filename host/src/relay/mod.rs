@@ -12,6 +12,8 @@
 //! send     pooled HTTP client, connect and total timeouts
 //! translate  non-stream: adapter.parse-response
 //!          stream: host frames events → adapter stream-translator → SSE to client
+//!          (an answer already in OpenAI's shape, when the adapter says so:
+//!          relayed as it is, its usage read by the host; see `passthrough`)
 //! settle   actual cost charged, the rest of the hold refunded, log row written;
 //!          slots released
 //! ```
