@@ -25,6 +25,122 @@ pub mod kit;
 pub mod scaffold;
 mod shared;
 mod sources;
+
+/// The host's imports as every WIT version's binding module implements
+/// them: `types` has no functions, `host` has the log. Expanded inside each
+/// module, where the names are that version's.
+macro_rules! host_imports {
+    () => {
+        impl self::transit::adapter::types::Host for GuestState {}
+
+        impl self::transit::adapter::host::Host for GuestState {
+            fn log(&mut self, level: self::transit::adapter::host::LogLevel, message: String) {
+                use self::transit::adapter::host::LogLevel;
+                let level = match level {
+                    LogLevel::Trace => Level::Trace,
+                    LogLevel::Debug => Level::Debug,
+                    LogLevel::Info => Level::Info,
+                    LogLevel::Warn => Level::Warn,
+                    LogLevel::Error => Level::Error,
+                };
+                GuestState::log(self, level, message);
+            }
+        }
+    };
+}
+
+/// The conversions every older WIT version's binding module needs between
+/// its types and the host's own (`current`), for the records no version
+/// since 0.1.0 has changed. Expanded inside each module, where the names
+/// are that version's types.
+macro_rules! conversions_of_unchanged_records {
+    () => {
+        impl From<&current::UpstreamResponse> for UpstreamResponse {
+            fn from(r: &current::UpstreamResponse) -> Self {
+                Self {
+                    status: r.status,
+                    headers: r.headers.clone(),
+                    body: r.body.clone(),
+                }
+            }
+        }
+
+        impl From<&current::Event> for Event {
+            fn from(e: &current::Event) -> Self {
+                Self {
+                    name: e.name.clone(),
+                    data: e.data.clone(),
+                }
+            }
+        }
+
+        impl From<Usage> for current::Usage {
+            fn from(u: Usage) -> Self {
+                Self {
+                    input_tokens: u.input_tokens,
+                    output_tokens: u.output_tokens,
+                    cache_read_tokens: u.cache_read_tokens,
+                    cache_write_tokens: u.cache_write_tokens,
+                    reasoning_tokens: u.reasoning_tokens,
+                    units: u.units,
+                }
+            }
+        }
+
+        impl From<Translated> for current::Translated {
+            fn from(t: Translated) -> Self {
+                Self {
+                    body: t.body,
+                    content_type: t.content_type,
+                    usage: t.usage.map(Into::into),
+                }
+            }
+        }
+
+        impl From<ChunkBatch> for current::ChunkBatch {
+            fn from(b: ChunkBatch) -> Self {
+                Self {
+                    chunks: b.chunks,
+                    usage: b.usage.map(Into::into),
+                    done: b.done,
+                }
+            }
+        }
+
+        impl From<AdapterError> for current::AdapterError {
+            fn from(e: AdapterError) -> Self {
+                match e {
+                    AdapterError::InvalidRequest(m) => Self::InvalidRequest(m),
+                    AdapterError::Unsupported(m) => Self::Unsupported(m),
+                    AdapterError::Auth(m) => Self::Auth(m),
+                    AdapterError::RateLimited(r) => Self::RateLimited(current::RateLimit {
+                        retry_after_ms: r.retry_after_ms,
+                        message: r.message,
+                    }),
+                    AdapterError::Upstream(u) => Self::Upstream(current::UpstreamError {
+                        status: u.status,
+                        retryable: u.retryable,
+                        message: u.message,
+                        code: u.code,
+                    }),
+                    AdapterError::Internal(m) => Self::Internal(m),
+                }
+            }
+        }
+
+        impl From<AdapterInfo> for current::AdapterInfo {
+            fn from(i: AdapterInfo) -> Self {
+                Self {
+                    name: i.name,
+                    version: i.version,
+                    endpoints: i.endpoints,
+                    description: i.description,
+                }
+            }
+        }
+    };
+}
+
 mod v0_1_0;
 mod v0_2_0;
 mod v0_3_0;

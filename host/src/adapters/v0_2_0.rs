@@ -16,24 +16,11 @@ pub use self::transit::adapter::types::{
     UpstreamRequest, UpstreamResponse, Usage,
 };
 
-use self::transit::adapter::host::LogLevel;
 use super::guest::{GuestState, Level};
 use super::v0_3_0 as current;
 
-impl self::transit::adapter::types::Host for GuestState {}
-
-impl self::transit::adapter::host::Host for GuestState {
-    fn log(&mut self, level: LogLevel, message: String) {
-        let level = match level {
-            LogLevel::Trace => Level::Trace,
-            LogLevel::Debug => Level::Debug,
-            LogLevel::Info => Level::Info,
-            LogLevel::Warn => Level::Warn,
-            LogLevel::Error => Level::Error,
-        };
-        GuestState::log(self, level, message);
-    }
-}
+host_imports!();
+conversions_of_unchanged_records!();
 
 impl From<&current::Call> for Call {
     fn from(c: &current::Call) -> Self {
@@ -49,25 +36,6 @@ impl From<&current::Call> for Call {
                 options: c.channel.options.clone(),
             },
             headers: c.headers.clone(),
-        }
-    }
-}
-
-impl From<&current::UpstreamResponse> for UpstreamResponse {
-    fn from(r: &current::UpstreamResponse) -> Self {
-        Self {
-            status: r.status,
-            headers: r.headers.clone(),
-            body: r.body.clone(),
-        }
-    }
-}
-
-impl From<&current::Event> for Event {
-    fn from(e: &current::Event) -> Self {
-        Self {
-            name: e.name.clone(),
-            data: e.data.clone(),
         }
     }
 }
@@ -93,71 +61,6 @@ impl From<UpstreamRequest> for current::UpstreamRequest {
             framing: r.framing.into(),
             usage: r.usage.map(Into::into),
             answer: current::Answer::Adapter,
-        }
-    }
-}
-
-impl From<Usage> for current::Usage {
-    fn from(u: Usage) -> Self {
-        Self {
-            input_tokens: u.input_tokens,
-            output_tokens: u.output_tokens,
-            cache_read_tokens: u.cache_read_tokens,
-            cache_write_tokens: u.cache_write_tokens,
-            reasoning_tokens: u.reasoning_tokens,
-            units: u.units,
-        }
-    }
-}
-
-impl From<Translated> for current::Translated {
-    fn from(t: Translated) -> Self {
-        Self {
-            body: t.body,
-            content_type: t.content_type,
-            usage: t.usage.map(Into::into),
-        }
-    }
-}
-
-impl From<ChunkBatch> for current::ChunkBatch {
-    fn from(b: ChunkBatch) -> Self {
-        Self {
-            chunks: b.chunks,
-            usage: b.usage.map(Into::into),
-            done: b.done,
-        }
-    }
-}
-
-impl From<AdapterError> for current::AdapterError {
-    fn from(e: AdapterError) -> Self {
-        match e {
-            AdapterError::InvalidRequest(m) => Self::InvalidRequest(m),
-            AdapterError::Unsupported(m) => Self::Unsupported(m),
-            AdapterError::Auth(m) => Self::Auth(m),
-            AdapterError::RateLimited(r) => Self::RateLimited(current::RateLimit {
-                retry_after_ms: r.retry_after_ms,
-                message: r.message,
-            }),
-            AdapterError::Upstream(u) => Self::Upstream(current::UpstreamError {
-                status: u.status,
-                retryable: u.retryable,
-                message: u.message,
-                code: u.code,
-            }),
-            AdapterError::Internal(m) => Self::Internal(m),
-        }
-    }
-}
-
-impl From<AdapterInfo> for current::AdapterInfo {
-    fn from(i: AdapterInfo) -> Self {
-        Self {
-            name: i.name,
-            version: i.version,
-            endpoints: i.endpoints,
-            description: i.description,
         }
     }
 }

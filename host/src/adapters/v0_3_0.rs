@@ -14,20 +14,6 @@ pub use self::transit::adapter::types::{
     Translated, UpstreamError, UpstreamRequest, UpstreamResponse, Usage,
 };
 
-use self::transit::adapter::host::LogLevel;
 use super::guest::{GuestState, Level};
 
-impl self::transit::adapter::types::Host for GuestState {}
-
-impl self::transit::adapter::host::Host for GuestState {
-    fn log(&mut self, level: LogLevel, message: String) {
-        let level = match level {
-            LogLevel::Trace => Level::Trace,
-            LogLevel::Debug => Level::Debug,
-            LogLevel::Info => Level::Info,
-            LogLevel::Warn => Level::Warn,
-            LogLevel::Error => Level::Error,
-        };
-        GuestState::log(self, level, message);
-    }
-}
+host_imports!();

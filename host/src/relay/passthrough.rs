@@ -5,9 +5,7 @@
 //! and stream translator would do, without a guest call per answer or per
 //! batch of events, and without an instance seat held by each open stream.
 
-use std::borrow::Cow;
-
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -206,8 +204,8 @@ fn top_fields<'a, const N: usize>(
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut found = [None; N];
-            while let Some(name) = map.next_key::<Cow<'de, str>>()? {
-                match self.0.iter().position(|n| *n == name) {
+            while let Some(which) = map.next_key_seed(Which(&self.0))? {
+                match which {
                     Some(i) => found[i] = Some(map.next_value::<&'de RawValue>()?),
                     None => {
                         map.next_value::<IgnoredAny>()?;
@@ -215,6 +213,29 @@ fn top_fields<'a, const N: usize>(
                 }
             }
             Ok(found)
+        }
+    }
+
+    /// Which of the names a member's name is, read without keeping it.
+    struct Which<'s, 'n, const N: usize>(&'s [&'n str; N]);
+
+    impl<'de, const N: usize> DeserializeSeed<'de> for Which<'_, '_, N> {
+        type Value = Option<usize>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<const N: usize> Visitor<'_> for Which<'_, '_, N> {
+        type Value = Option<usize>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a member name")
+        }
+
+        fn visit_str<E>(self, name: &str) -> Result<Self::Value, E> {
+            Ok(self.0.iter().position(|n| *n == name))
         }
     }
 
